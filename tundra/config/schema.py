@@ -1,0 +1,196 @@
+"""The configuration schema: one msgspec Struct per ``config.toml`` section.
+
+Defaults follow the troubleshooting guide (the seed). Validation of ranges lives in
+``__post_init__`` so msgspec reports it with the field's path. Every field needs a default:
+a missing file or section means "use the defaults".
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+__all__ = [
+    "Config",
+    "GeneralConfig",
+    "DaemonConfig",
+    "TerminalsConfig",
+    "DoltConfig",
+    "StoreConfig",
+    "BridgeConfig",
+    "AgentsConfig",
+    "LoggingConfig",
+    "Environment",
+]
+
+Environment = Literal["development", "staging", "production"]
+LogLevel = Literal["trace", "debug", "info", "warn", "warning", "error", "off"]
+
+
+class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Base for sections: unknown keys are errors (with a did-you-mean)."""
+
+
+def _require(cond: bool, message: str) -> None:
+    if not cond:
+        raise ValueError(message)
+
+
+def _port(name: str, value: int) -> None:
+    _require(1 <= value <= 65535, f"must be 1-65535, got {value}")
+
+
+class GeneralConfig(_Section):
+    project_name: str = "auto-tundra"
+    log_level: LogLevel = "info"
+    environment: Environment = "development"
+    workspace_root: str = ""
+
+
+class DaemonConfig(_Section):
+    socket_path: str = ""
+    """Empty = resolved at run time (TUNDRA_SOCKET, systemd, XDG_RUNTIME_DIR, TUNDRA_HOME/run)."""
+    max_ptys: int = 10
+    queue_when_full: bool = False
+    """Make terminal creation wait for a free PTY slot instead of failing with AtCapacity."""
+    queue_timeout_secs: float = 30.0
+    kill_grace_secs: float = 2.0
+    """SIGHUP -> this long -> SIGKILL when a terminal is torn down."""
+    shutdown_timeout_secs: float = 10.0
+    max_connections: int = 1024
+
+    def __post_init__(self) -> None:
+        _require(1 <= self.max_ptys <= 100_000, f"must be 1-100000, got {self.max_ptys}")
+        _require(self.queue_timeout_secs > 0, "must be > 0")
+        _require(self.kill_grace_secs >= 0, "must be >= 0")
+        _require(self.shutdown_timeout_secs > 0, "must be > 0")
+        _require(self.max_connections >= 1, "must be >= 1")
+
+
+class TerminalsConfig(_Section):
+    scrollback_bytes: int = 1024 * 1024
+    reconnect_grace_secs: float = 10.0
+    """The seed's WS_RECONNECT_GRACE: ephemeral terminals die this long after the last client."""
+    idle_timeout_secs: float = 0.0
+    """Kill a terminal with no input/output for this long (0 = never)."""
+    max_lifetime_secs: float = 0.0
+    """Kill a terminal this long after it started (0 = never)."""
+    default_rows: int = 24
+    default_cols: int = 80
+    subscriber_queue_bytes: int = 4 * 1024 * 1024
+    """An attached client further behind than this is dropped with `lagged` (it can resume)."""
+    detach_keys: str = "ctrl-\\,d"
+    """Key sequence that detaches `tundra attach`."""
+
+    def __post_init__(self) -> None:
+        _require(self.scrollback_bytes >= 4096, f"must be >= 4096, got {self.scrollback_bytes}")
+        _require(self.reconnect_grace_secs >= 0, "must be >= 0")
+        _require(self.idle_timeout_secs >= 0, "must be >= 0")
+        _require(self.max_lifetime_secs >= 0, "must be >= 0")
+        _require(1 <= self.default_rows <= 1000, f"must be 1-1000, got {self.default_rows}")
+        _require(1 <= self.default_cols <= 1000, f"must be 1-1000, got {self.default_cols}")
+        _require(self.subscriber_queue_bytes >= 65536, "must be >= 65536")
+
+
+class DoltConfig(_Section):
+    dir: str = "~/.auto-tundra/data/dolt"
+    host: str = "127.0.0.1"
+    port: int = 3306
+    user: str = "root"
+    database: str = "auto_tundra"
+    auto_commit: bool = False
+    manage: bool = False
+    """Run `dolt sql-server` as a child of the daemon."""
+    password_env: str = ""
+
+    def __post_init__(self) -> None:
+        _port("port", self.port)
+        _require(bool(self.dir.strip()), "must not be empty")
+
+
+class StoreConfig(_Section):
+    engine: Literal["auto", "sqlite", "dolt", "mysql"] = "auto"
+    """auto = sqlite unless a [dolt] section is configured."""
+    url: str = ""
+    """mysql://user@host:port/db (password from password_env or password_file, never the URL)."""
+    password_env: str = ""
+    password_file: str = ""
+    sqlite_path: str = ""
+    """Empty = $TUNDRA_HOME/data/tundra.sqlite3."""
+    auto_migrate: bool = True
+    connect_timeout_secs: float = 5.0
+    read_timeout_secs: float = 30.0
+    write_timeout_secs: float = 30.0
+    pool_size: int = 4
+
+    def __post_init__(self) -> None:
+        _require(self.connect_timeout_secs > 0, "must be > 0")
+        _require(self.read_timeout_secs > 0, "must be > 0")
+        _require(self.write_timeout_secs > 0, "must be > 0")
+        _require(1 <= self.pool_size <= 64, f"must be 1-64, got {self.pool_size}")
+
+
+class BridgeConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = 3000
+    allow_remote: bool = False
+    tls_cert: str = ""
+    tls_key: str = ""
+    heartbeat_interval_secs: float = 30.0
+    heartbeat_timeout_secs: float = 10.0
+    idle_timeout_secs: float = 300.0
+    allowed_origins: list[str] = msgspec.field(default_factory=list)
+    allowed_hosts: list[str] = msgspec.field(default_factory=list)
+    max_body_bytes: int = 2 * 1024 * 1024
+    send_queue_bytes: int = 4 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        _port("port", self.port)
+        _require(self.heartbeat_interval_secs > 0, "must be > 0")
+        _require(self.heartbeat_timeout_secs > 0, "must be > 0")
+        _require(self.idle_timeout_secs >= 0, "must be >= 0")
+        _require(self.max_body_bytes >= 1024, "must be >= 1024")
+
+
+class AgentsConfig(_Section):
+    max_concurrent: int = 8
+    stuck_after_secs: float = 300.0
+    auto_restart: bool = True
+    heartbeat_interval_secs: float = 30.0
+    per_repo_limit: int = 0
+    """At most this many running tasks per repository (0 = no limit)."""
+    default_preset: str = "claude"
+    default_timeout_secs: float = 3600.0
+    default_max_attempts: int = 3
+
+    def __post_init__(self) -> None:
+        _require(1 <= self.max_concurrent <= 1000, f"must be 1-1000, got {self.max_concurrent}")
+        _require(self.stuck_after_secs > 0, "must be > 0")
+        _require(self.per_repo_limit >= 0, "must be >= 0")
+        _require(self.default_max_attempts >= 1, "must be >= 1")
+
+
+class LoggingConfig(_Section):
+    format: Literal["auto", "human", "json"] = "auto"
+    """auto = journald under systemd, else human on a TTY/file."""
+    file: bool = True
+    """Write logs/daemon.log when not under journald."""
+    max_file_bytes: int = 10 * 1024 * 1024
+    backups: int = 5
+
+    def __post_init__(self) -> None:
+        _require(self.max_file_bytes >= 4096, "must be >= 4096")
+        _require(0 <= self.backups <= 100, "must be 0-100")
+
+
+class Config(_Section):
+    general: GeneralConfig = msgspec.field(default_factory=GeneralConfig)
+    daemon: DaemonConfig = msgspec.field(default_factory=DaemonConfig)
+    terminals: TerminalsConfig = msgspec.field(default_factory=TerminalsConfig)
+    dolt: DoltConfig | None = None
+    """Present only when the file has a [dolt] section (that selects the dolt engine)."""
+    store: StoreConfig = msgspec.field(default_factory=StoreConfig)
+    bridge: BridgeConfig = msgspec.field(default_factory=BridgeConfig)
+    agents: AgentsConfig = msgspec.field(default_factory=AgentsConfig)
+    logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
