@@ -1,0 +1,1 @@
+"""LLM providers, profiles, failover router and usage tracking."""
