@@ -1,0 +1,1 @@
+"""Agents: the preset registry (data), the runner/supervisor of one attempt, and approval merges."""

@@ -1,0 +1,1 @@
+"""Workspace: git worktrees per task run, created and removed through the git CLI."""
