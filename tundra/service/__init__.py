@@ -1,0 +1,1 @@
+"""Running Tundra as an OS service: unit/plist rendering, install, logs, doctor, diagnose."""
