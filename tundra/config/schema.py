@@ -32,16 +32,19 @@ class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Base for sections: unknown keys are errors (with a did-you-mean)."""
 
 
-def _require(cond: bool, message: str) -> None:
+def _require(cond: bool, field: str, message: str) -> None:
+    """Range check; the loader turns ``"<field>: <message>"`` into ``section.field: message``."""
     if not cond:
-        raise ValueError(message)
+        raise ValueError(f"{field}: {message}")
 
 
 def _port(name: str, value: int) -> None:
-    _require(1 <= value <= 65535, f"must be 1-65535, got {value}")
+    _require(1 <= value <= 65535, name, f"must be 1-65535, got {value}")
 
 
 class GeneralConfig(_Section):
+    """General settings."""
+
     project_name: str = "auto-tundra"
     log_level: LogLevel = "info"
     environment: Environment = "development"
@@ -49,6 +52,8 @@ class GeneralConfig(_Section):
 
 
 class DaemonConfig(_Section):
+    """The daemon process: IPC socket, PTY pool, shutdown."""
+
     socket_path: str = ""
     """Empty = resolved at run time (TUNDRA_SOCKET, systemd, XDG_RUNTIME_DIR, TUNDRA_HOME/run)."""
     max_ptys: int = 10
@@ -61,14 +66,16 @@ class DaemonConfig(_Section):
     max_connections: int = 1024
 
     def __post_init__(self) -> None:
-        _require(1 <= self.max_ptys <= 100_000, f"must be 1-100000, got {self.max_ptys}")
-        _require(self.queue_timeout_secs > 0, "must be > 0")
-        _require(self.kill_grace_secs >= 0, "must be >= 0")
-        _require(self.shutdown_timeout_secs > 0, "must be > 0")
-        _require(self.max_connections >= 1, "must be >= 1")
+        _require(1 <= self.max_ptys <= 100_000, "max_ptys", f"must be 1-100000, got {self.max_ptys}")
+        _require(self.queue_timeout_secs > 0, "queue_timeout_secs", f"must be > 0, got {self.queue_timeout_secs}")
+        _require(self.kill_grace_secs >= 0, "kill_grace_secs", f"must be >= 0, got {self.kill_grace_secs}")
+        _require(self.shutdown_timeout_secs > 0, "shutdown_timeout_secs", f"must be > 0, got {self.shutdown_timeout_secs}")
+        _require(self.max_connections >= 1, "max_connections", f"must be >= 1, got {self.max_connections}")
 
 
 class TerminalsConfig(_Section):
+    """Terminal sessions: scrollback, reconnect grace, reapers."""
+
     scrollback_bytes: int = 1024 * 1024
     reconnect_grace_secs: float = 10.0
     """The seed's WS_RECONNECT_GRACE: ephemeral terminals die this long after the last client."""
@@ -84,16 +91,18 @@ class TerminalsConfig(_Section):
     """Key sequence that detaches `tundra attach`."""
 
     def __post_init__(self) -> None:
-        _require(self.scrollback_bytes >= 4096, f"must be >= 4096, got {self.scrollback_bytes}")
-        _require(self.reconnect_grace_secs >= 0, "must be >= 0")
-        _require(self.idle_timeout_secs >= 0, "must be >= 0")
-        _require(self.max_lifetime_secs >= 0, "must be >= 0")
-        _require(1 <= self.default_rows <= 1000, f"must be 1-1000, got {self.default_rows}")
-        _require(1 <= self.default_cols <= 1000, f"must be 1-1000, got {self.default_cols}")
-        _require(self.subscriber_queue_bytes >= 65536, "must be >= 65536")
+        _require(self.scrollback_bytes >= 4096, "scrollback_bytes", f"must be >= 4096, got {self.scrollback_bytes}")
+        _require(self.reconnect_grace_secs >= 0, "reconnect_grace_secs", f"must be >= 0, got {self.reconnect_grace_secs}")
+        _require(self.idle_timeout_secs >= 0, "idle_timeout_secs", f"must be >= 0, got {self.idle_timeout_secs}")
+        _require(self.max_lifetime_secs >= 0, "max_lifetime_secs", f"must be >= 0, got {self.max_lifetime_secs}")
+        _require(1 <= self.default_rows <= 1000, "default_rows", f"must be 1-1000, got {self.default_rows}")
+        _require(1 <= self.default_cols <= 1000, "default_cols", f"must be 1-1000, got {self.default_cols}")
+        _require(self.subscriber_queue_bytes >= 65536, "subscriber_queue_bytes", f"must be >= 65536, got {self.subscriber_queue_bytes}")
 
 
 class DoltConfig(_Section):
+    """Dolt (or MySQL/MariaDB) server used as the store."""
+
     dir: str = "~/.auto-tundra/data/dolt"
     host: str = "127.0.0.1"
     port: int = 3306
@@ -106,10 +115,12 @@ class DoltConfig(_Section):
 
     def __post_init__(self) -> None:
         _port("port", self.port)
-        _require(bool(self.dir.strip()), "must not be empty")
+        _require(bool(self.dir.strip()), "dir", "must not be empty")
 
 
 class StoreConfig(_Section):
+    """Storage engine selection, timeouts and migrations."""
+
     engine: Literal["auto", "sqlite", "dolt", "mysql"] = "auto"
     """auto = sqlite unless a [dolt] section is configured."""
     url: str = ""
@@ -125,13 +136,15 @@ class StoreConfig(_Section):
     pool_size: int = 4
 
     def __post_init__(self) -> None:
-        _require(self.connect_timeout_secs > 0, "must be > 0")
-        _require(self.read_timeout_secs > 0, "must be > 0")
-        _require(self.write_timeout_secs > 0, "must be > 0")
-        _require(1 <= self.pool_size <= 64, f"must be 1-64, got {self.pool_size}")
+        _require(self.connect_timeout_secs > 0, "connect_timeout_secs", f"must be > 0, got {self.connect_timeout_secs}")
+        _require(self.read_timeout_secs > 0, "read_timeout_secs", f"must be > 0, got {self.read_timeout_secs}")
+        _require(self.write_timeout_secs > 0, "write_timeout_secs", f"must be > 0, got {self.write_timeout_secs}")
+        _require(1 <= self.pool_size <= 64, "pool_size", f"must be 1-64, got {self.pool_size}")
 
 
 class BridgeConfig(_Section):
+    """The HTTP + WebSocket bridge process."""
+
     host: str = "127.0.0.1"
     port: int = 3000
     allow_remote: bool = False
@@ -147,13 +160,15 @@ class BridgeConfig(_Section):
 
     def __post_init__(self) -> None:
         _port("port", self.port)
-        _require(self.heartbeat_interval_secs > 0, "must be > 0")
-        _require(self.heartbeat_timeout_secs > 0, "must be > 0")
-        _require(self.idle_timeout_secs >= 0, "must be >= 0")
-        _require(self.max_body_bytes >= 1024, "must be >= 1024")
+        _require(self.heartbeat_interval_secs > 0, "heartbeat_interval_secs", f"must be > 0, got {self.heartbeat_interval_secs}")
+        _require(self.heartbeat_timeout_secs > 0, "heartbeat_timeout_secs", f"must be > 0, got {self.heartbeat_timeout_secs}")
+        _require(self.idle_timeout_secs >= 0, "idle_timeout_secs", f"must be >= 0, got {self.idle_timeout_secs}")
+        _require(self.max_body_bytes >= 1024, "max_body_bytes", f"must be >= 1024, got {self.max_body_bytes}")
 
 
 class AgentsConfig(_Section):
+    """Agent runs: concurrency, stuck detection, retries."""
+
     max_concurrent: int = 8
     stuck_after_secs: float = 300.0
     auto_restart: bool = True
@@ -165,13 +180,15 @@ class AgentsConfig(_Section):
     default_max_attempts: int = 3
 
     def __post_init__(self) -> None:
-        _require(1 <= self.max_concurrent <= 1000, f"must be 1-1000, got {self.max_concurrent}")
-        _require(self.stuck_after_secs > 0, "must be > 0")
-        _require(self.per_repo_limit >= 0, "must be >= 0")
-        _require(self.default_max_attempts >= 1, "must be >= 1")
+        _require(1 <= self.max_concurrent <= 1000, "max_concurrent", f"must be 1-1000, got {self.max_concurrent}")
+        _require(self.stuck_after_secs > 0, "stuck_after_secs", f"must be > 0, got {self.stuck_after_secs}")
+        _require(self.per_repo_limit >= 0, "per_repo_limit", f"must be >= 0, got {self.per_repo_limit}")
+        _require(self.default_max_attempts >= 1, "default_max_attempts", f"must be >= 1, got {self.default_max_attempts}")
 
 
 class LoggingConfig(_Section):
+    """Log outputs (the filter comes from TUNDRA_LOG / RUST_LOG)."""
+
     format: Literal["auto", "human", "json"] = "auto"
     """auto = journald under systemd, else human on a TTY/file."""
     file: bool = True
@@ -180,8 +197,8 @@ class LoggingConfig(_Section):
     backups: int = 5
 
     def __post_init__(self) -> None:
-        _require(self.max_file_bytes >= 4096, "must be >= 4096")
-        _require(0 <= self.backups <= 100, "must be 0-100")
+        _require(self.max_file_bytes >= 4096, "max_file_bytes", f"must be >= 4096, got {self.max_file_bytes}")
+        _require(0 <= self.backups <= 100, "backups", f"must be 0-100, got {self.backups}")
 
 
 class Config(_Section):
