@@ -1,0 +1,1 @@
+"""Resilience primitives: token-bucket rate limiter, circuit breaker, retry/backoff, harness.toml."""
