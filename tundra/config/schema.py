@@ -112,10 +112,16 @@ class DoltConfig(_Section):
     manage: bool = False
     """Run `dolt sql-server` as a child of the daemon."""
     password_env: str = ""
+    start_timeout_secs: float = 30.0
+    """How long a managed `dolt sql-server` may take to accept connections."""
+    restart_backoff_max_secs: float = 30.0
+    """A managed server that dies is restarted with backoff 0.5 s doubling up to this."""
 
     def __post_init__(self) -> None:
         _port("port", self.port)
         _require(bool(self.dir.strip()), "dir", "must not be empty")
+        _require(self.start_timeout_secs > 0, "start_timeout_secs", f"must be > 0, got {self.start_timeout_secs}")
+        _require(self.restart_backoff_max_secs >= 0.5, "restart_backoff_max_secs", f"must be >= 0.5, got {self.restart_backoff_max_secs}")
 
 
 class StoreConfig(_Section):
@@ -134,12 +140,22 @@ class StoreConfig(_Section):
     read_timeout_secs: float = 30.0
     write_timeout_secs: float = 30.0
     pool_size: int = 4
+    write_retry_secs: float = 10.0
+    """A call made while the database is down waits this long for the reconnect, then fails."""
+    backoff_base_secs: float = 0.5
+    backoff_max_secs: float = 30.0
+    busy_timeout_secs: float = 5.0
+    """SQLite: how long a writer waits for a lock held by another process."""
 
     def __post_init__(self) -> None:
         _require(self.connect_timeout_secs > 0, "connect_timeout_secs", f"must be > 0, got {self.connect_timeout_secs}")
         _require(self.read_timeout_secs > 0, "read_timeout_secs", f"must be > 0, got {self.read_timeout_secs}")
         _require(self.write_timeout_secs > 0, "write_timeout_secs", f"must be > 0, got {self.write_timeout_secs}")
         _require(1 <= self.pool_size <= 64, "pool_size", f"must be 1-64, got {self.pool_size}")
+        _require(self.write_retry_secs >= 0, "write_retry_secs", f"must be >= 0, got {self.write_retry_secs}")
+        _require(self.backoff_base_secs > 0, "backoff_base_secs", f"must be > 0, got {self.backoff_base_secs}")
+        _require(self.backoff_max_secs >= self.backoff_base_secs, "backoff_max_secs", "must be >= backoff_base_secs")
+        _require(self.busy_timeout_secs >= 0, "busy_timeout_secs", f"must be >= 0, got {self.busy_timeout_secs}")
 
 
 class BridgeConfig(_Section):

@@ -24,3 +24,5 @@ from tundra.store.api import (
 from tundra.store.api import (
     TerminalRecord as TerminalRecord,
 )
+from tundra.store.store import Store as Store
+from tundra.store.store import open_store as open_store
