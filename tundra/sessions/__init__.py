@@ -1,0 +1,1 @@
+"""Terminals owned by the daemon: PTY processes, the pool, scrollback, status, orphans."""

@@ -1,0 +1,231 @@
+"""Reading the process table (/proc on Linux) to find a terminal's whole session.
+
+A terminal's processes are found by session id, process group, ancestry from the child,
+and the ``TUNDRA_TERMINAL_ID`` marker every child inherits in its environment (which also
+catches ``setsid``/``nohup`` jobs that left the session). All functions here block briefly
+on /proc reads: call them through ``trio.to_thread``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterable
+
+import msgspec
+
+__all__ = [
+    "ProcStat",
+    "read_stat",
+    "iter_stats",
+    "find_members",
+    "signal_pids",
+    "reap_adopted_zombies",
+    "become_subreaper",
+    "reap_when_gone",
+    "signal_group",
+    "MARKER_VAR",
+    "HAVE_PROC",
+]
+
+log = logging.getLogger("tundra.sessions.proctable")
+
+MARKER_VAR = "TUNDRA_TERMINAL_ID"
+HAVE_PROC = os.path.isdir("/proc/self") and sys.platform.startswith("linux")
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+class ProcStat(msgspec.Struct, frozen=True):
+    pid: int
+    state: str
+    ppid: int
+    pgid: int
+    sid: int
+    starttime: int
+    """Clock ticks after boot: with the pid it identifies a process despite pid reuse."""
+
+
+def read_stat(pid: int) -> ProcStat | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    # comm may contain spaces and parentheses: split after the last ')'.
+    rest = raw[raw.rfind(b")") + 2 :].split()
+    try:
+        return ProcStat(
+            pid=pid,
+            state=rest[0].decode(),
+            ppid=int(rest[1]),
+            pgid=int(rest[2]),
+            sid=int(rest[3]),
+            starttime=int(rest[19]),
+        )
+    except (IndexError, ValueError):
+        return None
+
+
+def iter_stats() -> Iterable[ProcStat]:
+    if not HAVE_PROC:
+        return
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            st = read_stat(int(name))
+            if st is not None:
+                yield st
+
+
+def _has_marker(pid: int, markers: set[bytes]) -> bool:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            env = f.read()
+    except OSError:
+        return False
+    if not env:
+        return False
+    for entry in env.split(b"\0"):
+        if entry in markers:
+            return True
+    return False
+
+
+def find_members(
+    *,
+    sids: Iterable[int] = (),
+    pgids: Iterable[int] = (),
+    roots: Iterable[int] = (),
+    terminal_ids: Iterable[str] = (),
+    not_before: int = 0,
+) -> list[ProcStat]:
+    """Live (non-zombie) processes that belong to the given terminals.
+
+    A process belongs when its session or process group is one of ``sids``/``pgids`` (and
+    it started at or after ``not_before``, guarding against pid reuse), when it descends
+    from one of ``roots``, or when its environment carries one of ``terminal_ids`` as
+    ``TUNDRA_TERMINAL_ID``. The daemon itself is never included.
+    """
+    sid_set, pgid_set, root_set = set(sids), set(pgids), set(roots)
+    markers = {f"{MARKER_VAR}={t}".encode() for t in terminal_ids}
+    me = os.getpid()
+    table = {st.pid: st for st in iter_stats()}
+    out: list[ProcStat] = []
+    for st in table.values():
+        if st.pid == me or st.state in ("Z", "X"):
+            continue
+        hit = (st.sid in sid_set or st.pgid in pgid_set) and st.starttime >= not_before
+        if not hit and root_set:
+            p, hops = st.pid, 0
+            while p > 1 and hops < 64:
+                if p in root_set:
+                    hit = True
+                    break
+                parent = table.get(p)
+                if parent is None:
+                    break
+                p, hops = parent.ppid, hops + 1
+        if not hit and markers:
+            hit = _has_marker(st.pid, markers)
+        if hit:
+            out.append(st)
+    return out
+
+
+def signal_pids(pids: Iterable[int], sig: int) -> int:
+    """Send ``sig`` to each pid; returns how many were signalled."""
+    n = 0
+    for pid in pids:
+        if pid <= 1 or pid == os.getpid():
+            continue
+        try:
+            os.kill(pid, sig)
+            n += 1
+        except (ProcessLookupError, PermissionError):
+            pass
+    return n
+
+
+def signal_group(pgid: int, sig: int) -> bool:
+    if pgid <= 1 or pgid == os.getpgrp():
+        return False
+    try:
+        os.killpg(pgid, sig)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+def reap_adopted_zombies(
+    *, sids: set[int], pgids: set[int], pids: set[int], exclude: set[int]
+) -> list[int]:
+    """Reap zombie children of the daemon that came from terminals.
+
+    With the daemon as child subreaper, grandchildren of terminals (``sleep 1000 &`` left
+    by an exited shell) are re-parented to it; they must be waited for or they stay
+    zombies. Only zombies from terminal sessions/groups (or explicitly killed pids) are
+    reaped, never other services' children; ``exclude`` are pids a Popen still owns.
+    """
+    me = os.getpid()
+    reaped: list[int] = []
+    for st in iter_stats():
+        if st.ppid != me or st.state != "Z" or st.pid in exclude:
+            continue
+        if st.sid in sids or st.pgid in pgids or st.pid in pids:
+            try:
+                got, _ = os.waitpid(st.pid, os.WNOHANG)
+            except ChildProcessError:
+                continue
+            if got:
+                reaped.append(st.pid)
+    return reaped
+
+
+def reap_when_gone(pids: Iterable[int], timeout: float) -> list[int]:
+    """Wait (blocking, bounded) until ``pids`` have exited, then reap our zombie children.
+
+    Signals are asynchronous: a killed process lingers a moment before it is a zombie.
+    """
+    pids = list(pids)
+    pending = list(pids)
+    deadline = time.monotonic() + timeout
+    while pending and time.monotonic() < deadline:
+        pending = [p for p in pending if (st := read_stat(p)) and st.state != "Z"]
+        if pending:
+            time.sleep(0.01)
+    me = os.getpid()
+    reaped: list[int] = []
+    for pid in pids:
+        st = read_stat(pid)
+        if st is not None and st.state == "Z" and st.ppid == me:
+            try:
+                if os.waitpid(pid, os.WNOHANG)[0]:
+                    reaped.append(pid)
+            except ChildProcessError:
+                pass
+    return reaped
+
+
+def become_subreaper() -> bool:
+    """Make orphaned descendants re-parent to this process (Linux), so it can reap them."""
+    if not HAVE_PROC:
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        ok = bool(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+    except (OSError, AttributeError):
+        return False
+    if not ok:
+        log.warning("could not become child subreaper; orphaned grandchildren go to init")
+    return ok
+
+
+def kill_signal_name(sig: int) -> str:
+    try:
+        return signal.Signals(sig).name
+    except ValueError:
+        return str(sig)
