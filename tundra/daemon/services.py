@@ -18,4 +18,7 @@ __all__ = ["build_services"]
 def build_services(daemon: Daemon) -> list[Service]:
     services: list[Service] = []
     # store -> terminals -> llm -> tasks
+    from tundra.sessions.service import TerminalService
+
+    services.append(TerminalService(daemon.config, orphans_file=daemon.paths.orphans_file))
     return services
