@@ -51,3 +51,5 @@ def test_lock_of_a_killed_process_is_free(tmp_path: Path) -> None:
     finally:
         p.kill()
         p.wait()
+        if p.stdout is not None:
+            p.stdout.close()
