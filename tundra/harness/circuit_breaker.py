@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import trio
 
@@ -32,9 +32,13 @@ class CircuitState(enum.Enum):
     HALF_OPEN = "HalfOpen"
 
     @property
-    def wire(self) -> str:
+    def wire(self) -> Literal["closed", "open", "half_open"]:
         """The snake_case name used on IPC/JSON (``closed``, ``open``, ``half_open``)."""
-        return {"Closed": "closed", "Open": "open", "HalfOpen": "half_open"}[self.value]
+        if self is CircuitState.OPEN:
+            return "open"
+        if self is CircuitState.HALF_OPEN:
+            return "half_open"
+        return "closed"
 
 
 @dataclass(frozen=True)

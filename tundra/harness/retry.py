@@ -35,7 +35,7 @@ def backoff_delay(
 ) -> float:
     """Delay before retry number ``attempt`` (0-based)."""
     raw = min(policy.base_delay_secs * (2**attempt), policy.max_delay_secs)
-    d = raw * (1.0 - policy.jitter * rng())
+    d = float(raw * (1.0 - policy.jitter * rng()))
     if retry_after is not None:
         d = max(d, retry_after)
     return d

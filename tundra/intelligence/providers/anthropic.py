@@ -81,7 +81,8 @@ class AnthropicProvider(Provider):
             elif block.get("type") == "tool_use":
                 calls.append(ToolCall(id=str(block.get("id", "")), name=str(block.get("name", "")),
                                       input=block.get("input") or {}))
-        u = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+        raw_u = data.get("usage")
+        u: dict[str, Any] = raw_u if isinstance(raw_u, dict) else {}
         return Completion(
             text="".join(texts),
             model=str(data.get("model") or req.model),

@@ -198,7 +198,8 @@ def parse_vendor_error(body: bytes) -> tuple[str | None, str | None, bool]:
     message = err.get("message") if isinstance(err.get("message"), str) else None
     etype = err.get("type") if isinstance(err.get("type"), str) else None
     code = err.get("code")
-    details = err.get("details") if isinstance(err.get("details"), dict) else {}
+    raw_details = err.get("details")
+    details: dict[str, Any] = raw_details if isinstance(raw_details, dict) else {}
     markers = {etype, code if isinstance(code, str) else None, details.get("error_code")}
     quota = bool(markers & _QUOTA_CODES)
     return message, (etype or (code if isinstance(code, str) else None)), quota
