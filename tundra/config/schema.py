@@ -162,24 +162,34 @@ class BridgeConfig(_Section):
     """The HTTP + WebSocket bridge process."""
 
     host: str = "127.0.0.1"
+    """Listen address; a non-loopback address also needs allow_remote (or --allow-remote)."""
     port: int = 3000
+    """TCP port (0 = any free port; the bridge writes the real one to run/bridge.json)."""
     allow_remote: bool = False
     tls_cert: str = ""
+    """PEM certificate chain; with tls_key the bridge serves HTTPS/WSS."""
     tls_key: str = ""
     heartbeat_interval_secs: float = 30.0
+    """The seed's WS_HEARTBEAT_INTERVAL: a WebSocket ping this often."""
     heartbeat_timeout_secs: float = 10.0
+    """Close a WebSocket whose pong is this late (also the slow-client stall limit)."""
     idle_timeout_secs: float = 300.0
+    """The seed's WS_IDLE_TIMEOUT: close a terminal WebSocket with no data either way (0 = never)."""
     allowed_origins: list[str] = msgspec.field(default_factory=list)
+    """Extra Origin values accepted (loopback origins on the bridge port always are)."""
     allowed_hosts: list[str] = msgspec.field(default_factory=list)
+    """Extra Host names accepted ("name" = any port, "name:port"); DNS-rebinding defence."""
     max_body_bytes: int = 2 * 1024 * 1024
     send_queue_bytes: int = 4 * 1024 * 1024
+    """Output queued per terminal WebSocket before a slow client is closed (it can resume)."""
 
     def __post_init__(self) -> None:
-        _port("port", self.port)
+        _require(0 <= self.port <= 65535, "port", f"must be 0-65535, got {self.port}")
         _require(self.heartbeat_interval_secs > 0, "heartbeat_interval_secs", f"must be > 0, got {self.heartbeat_interval_secs}")
         _require(self.heartbeat_timeout_secs > 0, "heartbeat_timeout_secs", f"must be > 0, got {self.heartbeat_timeout_secs}")
         _require(self.idle_timeout_secs >= 0, "idle_timeout_secs", f"must be >= 0, got {self.idle_timeout_secs}")
         _require(self.max_body_bytes >= 1024, "max_body_bytes", f"must be >= 1024, got {self.max_body_bytes}")
+        _require(self.send_queue_bytes >= 65536, "send_queue_bytes", f"must be >= 65536, got {self.send_queue_bytes}")
 
 
 class AgentsConfig(_Section):
@@ -194,9 +204,15 @@ class AgentsConfig(_Section):
     default_preset: str = "claude"
     default_timeout_secs: float = 3600.0
     default_max_attempts: int = 3
+    retry_backoff_secs: float = 2.0
+    """First automatic retry waits this long; doubles per attempt up to retry_backoff_max_secs."""
+    retry_backoff_max_secs: float = 60.0
 
     def __post_init__(self) -> None:
         _require(1 <= self.max_concurrent <= 1000, "max_concurrent", f"must be 1-1000, got {self.max_concurrent}")
+        _require(self.retry_backoff_secs >= 0, "retry_backoff_secs", f"must be >= 0, got {self.retry_backoff_secs}")
+        _require(self.retry_backoff_max_secs >= 0, "retry_backoff_max_secs", f"must be >= 0, got {self.retry_backoff_max_secs}")
+        _require(self.default_timeout_secs > 0, "default_timeout_secs", f"must be > 0, got {self.default_timeout_secs}")
         _require(self.stuck_after_secs > 0, "stuck_after_secs", f"must be > 0, got {self.stuck_after_secs}")
         _require(self.per_repo_limit >= 0, "per_repo_limit", f"must be >= 0, got {self.per_repo_limit}")
         _require(self.default_max_attempts >= 1, "default_max_attempts", f"must be >= 1, got {self.default_max_attempts}")
