@@ -23,6 +23,10 @@ COMMAND_MODULES: tuple[str, ...] = (
     "tundra.cli.core",
     "tundra.cli.config_cmd",
     "tundra.cli.completion",
+    "tundra.cli.service",
+    "tundra.cli.doctor",
+    "tundra.cli.logs",
+    "tundra.cli.diagnose",
     "tundra.cli.bridge",
 )
 
