@@ -146,7 +146,7 @@ async def start_daemon(
         tundra_cmd("daemon", *args), env=full_env, stdout=log_file, stderr=log_file,
         stdin=subprocess.DEVNULL, pass_fds=pass_fds,
     )
-    handle = DaemonHandle(home, sock, proc, log_path, full_env)
+    handle = DaemonHandle(home, Path(full_env["TUNDRA_SOCKET"]), proc, log_path, full_env)
     try:
         ready = False
         with trio.move_on_after(ready_timeout):

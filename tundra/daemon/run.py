@@ -181,6 +181,7 @@ class DaemonRuntime:
                     svc.reload(new)
                 except Exception:
                     log.exception("service %s failed to apply the new config", svc.name)
+            self.daemon.events.publish("daemon.config_reloaded", {"changed": sorted(changed)})
             return {"reloaded": True, "changed": sorted(changed)}
         finally:
             self.notifier.ready(f"serving on {self.daemon.socket_path}")
