@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "tundra.cli.core",
     "tundra.cli.config_cmd",
     "tundra.cli.completion",
+    "tundra.cli.db",
     "tundra.cli.service",
     "tundra.cli.doctor",
     "tundra.cli.logs",

@@ -18,6 +18,9 @@ __all__ = ["build_services"]
 def build_services(daemon: Daemon) -> list[Service]:
     services: list[Service] = []
     # store -> terminals -> llm -> tasks
+    from tundra.store.service import StoreService
+
+    services.append(StoreService(daemon))
     from tundra.sessions.service import TerminalService
 
     services.append(TerminalService(daemon.config, orphans_file=daemon.paths.orphans_file))
