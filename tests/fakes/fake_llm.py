@@ -465,6 +465,13 @@ class _Server(ThreadingHTTPServer):
         self.verbose = verbose
         self.stopping = threading.Event()
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Clients dropping pooled or deliberately cut connections is normal here.
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
+
 
 class FakeLLM:
     """The fake provider on a background thread. Use as a context manager."""

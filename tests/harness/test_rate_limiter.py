@@ -8,7 +8,12 @@ import pytest
 import trio
 
 from tundra.harness.errors import RateLimitExceeded
-from tundra.harness.rate_limiter import BucketConfig, MultiKeyRateLimiter, ProfileBuckets, TokenBucket
+from tundra.harness.rate_limiter import (
+    BucketConfig,
+    MultiKeyRateLimiter,
+    ProfileBuckets,
+    TokenBucket,
+)
 
 
 class ManualClock:

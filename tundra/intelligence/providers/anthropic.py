@@ -8,7 +8,6 @@ Streams are SSE: ``message_start`` (model, input usage), ``content_block_start``
 
 from __future__ import annotations
 
-from contextlib import aclosing
 from typing import Any
 
 import msgspec
@@ -24,6 +23,7 @@ from tundra.intelligence.providers.base import (
     decode_event_json,
     error_from_stream_event,
 )
+from tundra.intelligence.providers.sse import SseEvent
 
 __all__ = ["AnthropicProvider", "ANTHROPIC_VERSION"]
 
@@ -95,59 +95,58 @@ class AnthropicProvider(Provider):
         self, req: LlmRequest, api_key: str | None, on_delta: DeltaCallback
     ) -> Completion:
         texts: list[str] = []
-        model = req.model
-        stop_reason: str | None = None
-        input_tokens = 0
-        output_tokens = 0
+        st: dict[str, Any] = {"model": req.model, "stop": None, "in": 0, "out": 0}
         tools: dict[int, dict[str, Any]] = {}
-        done = False
-        async with self.open_stream(self.url, self._headers(api_key), self._body(req, True)) as events:
-            async with aclosing(events) as evs:  # type: ignore[type-var]
-                async for ev in evs:
-                    kind = ev.event
-                    if kind == "ping":
-                        continue
-                    payload = decode_event_json(ev)
-                    if kind == "message" and isinstance(payload, dict):
-                        kind = str(payload.get("type", "message"))
-                    if kind == "error":
-                        raise error_from_stream_event(payload)
-                    if kind == "message_start":
-                        msg = payload.get("message") or {}
-                        model = str(msg.get("model") or model)
-                        u = msg.get("usage") or {}
-                        input_tokens = _int(u.get("input_tokens"))
-                        output_tokens = _int(u.get("output_tokens"))
-                    elif kind == "content_block_start":
-                        block = payload.get("content_block") or {}
-                        if block.get("type") == "tool_use":
-                            tools[_int(payload.get("index"))] = {
-                                "id": block.get("id", ""), "name": block.get("name", ""), "json": []}
-                        elif block.get("type") == "text" and block.get("text"):
-                            texts.append(block["text"])
-                            await on_delta(block["text"])
-                    elif kind == "content_block_delta":
-                        delta = payload.get("delta") or {}
-                        if delta.get("type") == "text_delta":
-                            text = str(delta.get("text", ""))
-                            if text:
-                                texts.append(text)
-                                await on_delta(text)
-                        elif delta.get("type") == "input_json_delta":
-                            t = tools.get(_int(payload.get("index")))
-                            if t is not None:
-                                t["json"].append(str(delta.get("partial_json", "")))
-                    elif kind == "message_delta":
-                        delta = payload.get("delta") or {}
-                        stop_reason = delta.get("stop_reason") or stop_reason
-                        u = payload.get("usage") or {}
-                        # Cumulative counts: the last message_delta wins.
-                        output_tokens = _int(u.get("output_tokens")) or output_tokens
-                        if u.get("input_tokens"):
-                            input_tokens = _int(u.get("input_tokens"))
-                    elif kind == "message_stop":
-                        done = True
-                        break
+
+        async def handle(ev: SseEvent) -> bool:
+            kind = ev.event
+            if kind == "ping":
+                return False
+            payload = decode_event_json(ev)
+            if not isinstance(payload, dict):
+                raise ParseError(f"expected a JSON object in {kind!r} event")
+            if kind == "message":
+                kind = str(payload.get("type", "message"))
+            if kind == "error":
+                raise error_from_stream_event(payload)
+            if kind == "message_start":
+                msg = payload.get("message") or {}
+                st["model"] = str(msg.get("model") or st["model"])
+                u = msg.get("usage") or {}
+                st["in"] = _int(u.get("input_tokens"))
+                st["out"] = _int(u.get("output_tokens"))
+            elif kind == "content_block_start":
+                block = payload.get("content_block") or {}
+                if block.get("type") == "tool_use":
+                    tools[_int(payload.get("index"))] = {
+                        "id": block.get("id", ""), "name": block.get("name", ""), "json": []}
+                elif block.get("type") == "text" and block.get("text"):
+                    texts.append(block["text"])
+                    await on_delta(block["text"])
+            elif kind == "content_block_delta":
+                delta = payload.get("delta") or {}
+                if delta.get("type") == "text_delta":
+                    text = str(delta.get("text", ""))
+                    if text:
+                        texts.append(text)
+                        await on_delta(text)
+                elif delta.get("type") == "input_json_delta":
+                    t = tools.get(_int(payload.get("index")))
+                    if t is not None:
+                        t["json"].append(str(delta.get("partial_json", "")))
+            elif kind == "message_delta":
+                delta = payload.get("delta") or {}
+                st["stop"] = delta.get("stop_reason") or st["stop"]
+                u = payload.get("usage") or {}
+                # Cumulative counts: the last message_delta wins.
+                st["out"] = _int(u.get("output_tokens")) or st["out"]
+                if u.get("input_tokens"):
+                    st["in"] = _int(u.get("input_tokens"))
+            elif kind == "message_stop":
+                return True
+            return False
+
+        done = await self.stream_events(self.url, self._headers(api_key), self._body(req, True), handle)
         if not done:
             raise ParseError("stream ended before message_stop")
         calls = []
@@ -157,11 +156,12 @@ class AnthropicProvider(Provider):
                 args = msgspec.json.decode(raw)
             except msgspec.DecodeError:
                 raise ParseError(f"malformed tool input JSON for {t['name']!r}") from None
-            calls.append(ToolCall(id=str(t["id"]), name=str(t["name"]), input=args if isinstance(args, dict) else {}))
+            calls.append(ToolCall(id=str(t["id"]), name=str(t["name"]),
+                                  input=args if isinstance(args, dict) else {}))
         return Completion(
             text="".join(texts),
-            model=model,
-            stop_reason=stop_reason,
-            usage=Usage(input_tokens=input_tokens, output_tokens=output_tokens),
+            model=str(st["model"]),
+            stop_reason=st["stop"],
+            usage=Usage(input_tokens=st["in"], output_tokens=st["out"]),
             tool_calls=calls,
         )

@@ -14,13 +14,13 @@ import logging
 import re
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any
 
 import httpx
 import msgspec
+import trio
 
 from tundra.intelligence.api import ChatMessage, Usage
 from tundra.intelligence.errors import (
@@ -293,12 +293,21 @@ class Provider(ABC):
         except msgspec.DecodeError as exc:
             raise ParseError(f"invalid JSON body: {exc}") from None
 
-    @asynccontextmanager
-    async def open_stream(
-        self, url: str, headers: dict[str, str], body: dict[str, Any]
-    ) -> AsyncIterator[AsyncIterator[SseEvent]]:
-        """POST and yield an iterator of SSE events. A stream that ends or breaks in the middle
-        of an event raises :class:`ParseError`; timeouts raise :class:`Timeout`."""
+    async def stream_events(
+        self,
+        url: str,
+        headers: dict[str, str],
+        body: dict[str, Any],
+        handle: Callable[[SseEvent], Awaitable[bool]],
+    ) -> bool:
+        """POST and feed each SSE event to ``handle`` (which returns True on the terminal event).
+
+        Returns whether the terminal event arrived. A stream that ends or breaks in the middle
+        of an event raises :class:`ParseError`; timeouts raise :class:`Timeout`; errors raised
+        by ``handle`` propagate. httpx's body iterators are nested async generators that must
+        not be abandoned half-way, so we never ``break`` out of them: we stop by cancelling a
+        scope around the loop, which unwinds every layer.
+        """
         request = self.client.build_request(
             "POST", url, content=msgspec.json.encode(body), headers=headers, timeout=self.timeout
         )
@@ -319,28 +328,51 @@ class Provider(ABC):
                 raise error_from_response(resp.status_code, resp.headers, data)
             ctype = resp.headers.get("content-type", "")
             if "text/event-stream" not in ctype:
-                data = await resp.aread()
+                try:
+                    data = await resp.aread()
+                except httpx.HTTPError:
+                    data = b""
                 if _looks_html(data):
                     raise ParseError(f"expected an event stream, got an HTML page: {describe_html(data)}")
                 raise ParseError(f"expected text/event-stream, got {ctype or 'no content-type'}")
-            yield self._events(resp)
+            return await self._pump(resp, handle)
         finally:
             await resp.aclose()
 
     @staticmethod
-    async def _events(resp: httpx.Response) -> AsyncIterator[SseEvent]:
+    async def _pump(resp: httpx.Response, handle: Callable[[SseEvent], Awaitable[bool]]) -> bool:
         decoder = SseDecoder()
+        finished = False
+        failure: BaseException | None = None
         try:
-            async for chunk in resp.aiter_bytes():
-                for ev in decoder.feed(chunk):
-                    yield ev
+            with trio.CancelScope() as scope:
+                async for chunk in resp.aiter_bytes():
+                    if finished or failure is not None:
+                        continue  # draining until the scope's deadline or EOF
+                    for ev in decoder.feed(chunk):
+                        try:
+                            done = await handle(ev)
+                        except BaseException as exc:  # noqa: BLE001 -- re-raised below
+                            failure = exc
+                            scope.cancel()
+                            break
+                        if done:
+                            finished = True
+                            # Let the body end naturally (keeps the connection reusable).
+                            scope.deadline = trio.current_time() + 0.5
+                            break
         except httpx.TimeoutException as exc:
-            raise Timeout(f"stream stalled: {type(exc).__name__}") from None
+            if failure is None and not finished:
+                raise Timeout(f"stream stalled: {type(exc).__name__}") from None
         except httpx.HTTPError as exc:
-            raise ParseError(f"stream cut mid-event ({describe_transport_error(exc)})") from None
-        if decoder.pending():
+            if failure is None and not finished:
+                raise ParseError(f"stream cut mid-event ({describe_transport_error(exc)})") from None
+        if failure is not None:
+            raise failure
+        if not finished and decoder.pending():
             # Bytes of an event without its terminating blank line: the stream was cut.
             raise ParseError("stream cut mid-event (unterminated event at end of stream)")
+        return finished
 
 
 def decode_event_json(ev: SseEvent) -> Any:

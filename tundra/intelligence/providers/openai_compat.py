@@ -8,7 +8,6 @@ chunk inside a 200 stream is mapped like the HTTP error.
 
 from __future__ import annotations
 
-from contextlib import aclosing
 from typing import Any
 
 import msgspec
@@ -24,6 +23,7 @@ from tundra.intelligence.providers.base import (
     decode_event_json,
     error_from_stream_event,
 )
+from tundra.intelligence.providers.sse import SseEvent
 
 __all__ = ["OpenAICompatProvider"]
 
@@ -109,43 +109,42 @@ class OpenAICompatProvider(Provider):
         self, req: LlmRequest, api_key: str | None, on_delta: DeltaCallback
     ) -> Completion:
         texts: list[str] = []
-        model = req.model
-        stop_reason: str | None = None
-        usage = Usage()
+        st: dict[str, Any] = {"model": req.model, "stop": None, "usage": Usage()}
         tools: dict[int, dict[str, Any]] = {}
-        done = False
-        async with self.open_stream(self.url, self._headers(api_key), self._body(req, True)) as events:
-            async with aclosing(events) as evs:  # type: ignore[type-var]
-                async for ev in evs:
-                    if ev.data.strip() == "[DONE]":
-                        done = True
-                        break
-                    payload = decode_event_json(ev)
-                    if not isinstance(payload, dict):
-                        raise ParseError("expected a JSON object in chunk")
-                    if payload.get("error") is not None or ev.event == "error":
-                        raise error_from_stream_event(payload)
-                    model = str(payload.get("model") or model)
-                    if payload.get("usage"):
-                        usage = _usage(payload["usage"])
-                    for choice in payload.get("choices") or []:
-                        delta = choice.get("delta") or {}
-                        text = delta.get("content")
-                        if text:
-                            texts.append(text)
-                            await on_delta(text)
-                        for tc in delta.get("tool_calls") or []:
-                            slot = tools.setdefault(_int(tc.get("index")), {"id": "", "name": "", "args": []})
-                            fn = tc.get("function") or {}
-                            if tc.get("id"):
-                                slot["id"] = tc["id"]
-                            if fn.get("name"):
-                                slot["name"] = fn["name"]
-                            if fn.get("arguments"):
-                                slot["args"].append(fn["arguments"])
-                        if choice.get("finish_reason"):
-                            stop_reason = choice["finish_reason"]
-        if not done and stop_reason is None:
+
+        async def handle(ev: SseEvent) -> bool:
+            if ev.data.strip() == "[DONE]":
+                return True
+            payload = decode_event_json(ev)
+            if not isinstance(payload, dict):
+                raise ParseError("expected a JSON object in chunk")
+            if payload.get("error") is not None or ev.event == "error":
+                raise error_from_stream_event(payload)
+            st["model"] = str(payload.get("model") or st["model"])
+            if payload.get("usage"):
+                st["usage"] = _usage(payload["usage"])
+            for choice in payload.get("choices") or []:
+                delta = choice.get("delta") or {}
+                text = delta.get("content")
+                if text:
+                    texts.append(text)
+                    await on_delta(text)
+                for tc in delta.get("tool_calls") or []:
+                    slot = tools.setdefault(_int(tc.get("index")), {"id": "", "name": "", "args": []})
+                    fn = tc.get("function") or {}
+                    if tc.get("id"):
+                        slot["id"] = tc["id"]
+                    if fn.get("name"):
+                        slot["name"] = fn["name"]
+                    if fn.get("arguments"):
+                        slot["args"].append(fn["arguments"])
+                if choice.get("finish_reason"):
+                    st["stop"] = choice["finish_reason"]
+            return False
+
+        done = await self.stream_events(self.url, self._headers(api_key), self._body(req, True), handle)
+        # Some local servers end the body without [DONE]; a finish_reason is then enough.
+        if not done and st["stop"] is None:
             raise ParseError("stream ended before [DONE]")
         calls = []
         for _, t in sorted(tools.items()):
@@ -153,5 +152,7 @@ class OpenAICompatProvider(Provider):
                 args = msgspec.json.decode("".join(t["args"]) or "{}")
             except msgspec.DecodeError:
                 raise ParseError(f"malformed tool call arguments for {t['name']!r}") from None
-            calls.append(ToolCall(id=str(t["id"]), name=str(t["name"]), input=args if isinstance(args, dict) else {}))
-        return Completion(text="".join(texts), model=model, stop_reason=stop_reason, usage=usage, tool_calls=calls)
+            calls.append(ToolCall(id=str(t["id"]), name=str(t["name"]),
+                                  input=args if isinstance(args, dict) else {}))
+        return Completion(text="".join(texts), model=str(st["model"]), stop_reason=st["stop"],
+                          usage=st["usage"], tool_calls=calls)
