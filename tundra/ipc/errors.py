@@ -26,9 +26,11 @@ class IpcError(TundraError):
     code = "ipc.error"
     http_status = 502
 
-    def __init__(self, details: str, **kw: object) -> None:
-        msg = details if details.startswith("IPC error:") else f"IPC error: {details}"
-        super().__init__(msg, **kw)  # type: ignore[arg-type]
+    def __init__(
+        self, message: str, *, hint: str | None = None, details: dict[str, object] | None = None
+    ) -> None:
+        msg = message if message.startswith("IPC error:") else f"IPC error: {message}"
+        super().__init__(msg, hint=hint, details=details)
 
 
 class DaemonNotRunning(IpcError):

@@ -219,6 +219,9 @@ class IpcServer:
             await self._serve_connection(conn)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
+        except Exception:
+            # One connection must never take the server down with it.
+            log.exception("IPC connection %d failed", conn.cid)
         finally:
             self.connections.discard(conn)
             conn.closed = True
@@ -280,6 +283,8 @@ class IpcServer:
             except IpcError as err:
                 log.info("closing IPC connection %d: %s", conn.cid, err.message)
                 await conn.send_error(0, err)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass  # the client went away (reset): nothing to answer
             finally:
                 # Connection over: cancel whatever it still had running.
                 nursery.cancel_scope.cancel()
