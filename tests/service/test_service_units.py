@@ -11,8 +11,8 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from tests.support import need
 
+from tests.support import need
 from tundra.service.units import (
     BRIDGE_SERVICE,
     DAEMON_SERVICE,

@@ -86,11 +86,16 @@ def cmd_logs(args: argparse.Namespace) -> int:
             raise UsageError("journalctl is not installed", hint="use --source file") from None
     paths = TundraPaths.from_env(dict(os.environ))
     files = log_files(paths, bridge=args.bridge)
+    try:
+        st = files[0].stat()
+        start = (st.st_ino, st.st_size)
+    except FileNotFoundError:
+        start = (-1, 0)  # not there yet: follow it from its first byte once it appears
     for rec in tail_records(files, n=args.lines, priority=args.priority):
         write_record(rec, args.json)
     if args.follow:
         try:
-            for rec in follow_records(files[0], priority=args.priority):
+            for rec in follow_records(files[0], priority=args.priority, start=start):
                 write_record(rec, args.json)
         except KeyboardInterrupt:
             return 0

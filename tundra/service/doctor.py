@@ -495,7 +495,9 @@ def check_api_keys(s: _State) -> list[Check]:
         return [
             _warn(
                 "api-keys",
-                f"missing in {where}: " + ", ".join(missing),
+                f"missing in {where}: "
+                + ", ".join(missing)
+                + (f"; set: {', '.join(present)}" if present else ""),
                 "export the variable for the daemon (systemd: `systemctl --user edit tundra-daemon` -> "
                 'Environment=/EnvironmentFile=) or set "enabled": false in api_profiles.json',
                 missing=[m.split(": ")[1] for m in missing],

@@ -214,21 +214,33 @@ def follow_records(
     priority: str | None = None,
     poll_secs: float = 0.25,
     stop_after: float | None = None,
+    start: tuple[int, int] | None = None,
 ) -> Iterator[LogRecord]:
-    """Yield new records appended to ``path``; survives rotation (reopens on inode change)."""
+    """Yield new records appended to ``path``; survives rotation (reopens on inode change).
+
+    ``start`` = (inode, offset) measured before the tail was printed, so nothing written
+    between the tail and the first read is lost; without it, following starts at the end.
+    A file rotated away is read to its end before the new one is opened from its start.
+    """
     max_rank = level_rank(priority) if priority else None
-    f = None
+    f: Any = None
     ino = -1
+    first = True
     pending = ""
     deadline = None if stop_after is None else time.monotonic() + stop_after
     while deadline is None or time.monotonic() < deadline:
         if f is None:
             try:
                 f = path.open("r", encoding="utf-8", errors="replace")
-                ino = os.fstat(f.fileno()).st_ino
-                f.seek(0, os.SEEK_END)
             except FileNotFoundError:
                 f = None
+            else:
+                ino = os.fstat(f.fileno()).st_ino
+                if first and start is None:
+                    f.seek(0, os.SEEK_END)
+                elif first and start is not None and start[0] == ino:
+                    f.seek(start[1])
+                first = False
         chunk = f.read() if f is not None else ""
         if chunk:
             pending += chunk
@@ -240,16 +252,11 @@ def follow_records(
         try:
             rotated = path.stat().st_ino != ino
         except FileNotFoundError:
-            rotated = True
-        if rotated and f is not None:
-            f.close()
+            rotated = False  # between rename and re-create: keep the old one until it appears
+        if rotated:
+            if f is not None:
+                f.close()
             f = None
-            # The new file is read from the start; reopen happens on the next round.
-            try:
-                f = path.open("r", encoding="utf-8", errors="replace")
-                ino = os.fstat(f.fileno()).st_ino
-            except FileNotFoundError:
-                f = None
             continue
         time.sleep(poll_secs)  # polling the file: no inotify dependency, also on macOS
     if f is not None:

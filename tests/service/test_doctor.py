@@ -1,0 +1,234 @@
+"""`tundra doctor` against a real daemon: healthy, stopped, loose socket, bad config, full disk."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from tests.support import REPO, short_tempdir, start_daemon, wait_for
+from tundra.paths import TundraPaths
+from tundra.service.doctor import (
+    DoctorOptions,
+    _State,
+    check_zombies,
+    daemon_descendants,
+    port_holder,
+    run_doctor,
+)
+
+# A profile that needs no key: "all ✓" must not depend on the developer's API keys.
+LOCAL_PROFILES = json.dumps(
+    {
+        "profiles": [
+            {
+                "name": "local",
+                "provider": "local",
+                "base_url": "http://127.0.0.1:9",
+                "api_key_env": None,
+            }
+        ]
+    }
+)
+
+
+def _env(home: Path, sock: Path, **extra: str) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("TUNDRA_", "NOTIFY_", "LISTEN_", "WATCHDOG_"))
+    }
+    env.update(TUNDRA_HOME=str(home), TUNDRA_SOCKET=str(sock), PYTHONPATH=str(REPO))
+    env.update(extra)
+    return env
+
+
+async def _doctor(
+    env: dict[str, str], *args: str, preexec: Any = None
+) -> tuple[int, dict[str, Any]]:
+    proc = await trio.run_process(
+        [sys.executable, "-m", "tundra", "doctor", "--json", "--offline", *args],
+        env=env,
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+        preexec_fn=preexec,
+    )
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def _by_name(report: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for c in report["checks"]:
+        out.setdefault(c["name"], []).append(c)
+    return out
+
+
+def _status(report: dict[str, Any], name: str) -> set[str]:
+    return {c["status"] for c in _by_name(report)[name]}
+
+
+def _prepare_home(home: Path) -> None:
+    (home / "config").mkdir(parents=True, exist_ok=True)
+    (home / "config" / "api_profiles.json").write_text(LOCAL_PROFILES)
+
+
+async def test_doctor_reports_all_green_against_a_healthy_daemon() -> None:
+    base = short_tempdir("dr")
+    _prepare_home(base / "home")
+    async with start_daemon(base / "home") as d:
+        code, report = await _doctor(_env(d.home, d.socket), "--strict")
+        checks = _by_name(report)
+        bad = [c for c in report["checks"] if c["status"] in ("warn", "fail")]
+        assert bad == [], bad
+        assert code == 0
+        for name in (
+            "config",
+            "daemon",
+            "socket",
+            "disk",
+            "dirs",
+            "api-keys",
+            "pty",
+            "fds",
+            "zombies",
+        ):
+            assert _status(report, name) == {"ok"}, (name, checks[name])
+        assert f"pid {d.pid}" in checks["daemon"][0]["summary"]
+        assert checks["providers"][0]["status"] == "skip"  # --offline
+
+
+async def test_doctor_fails_when_the_daemon_is_stopped() -> None:
+    base = short_tempdir("dr")
+    _prepare_home(base / "home")
+    async with start_daemon(base / "home") as d:
+        env = _env(d.home, d.socket)
+        assert await d.stop() == 0
+        code, report = await _doctor(env)
+    assert code == 1
+    daemon = _by_name(report)["daemon"][0]
+    assert daemon["status"] == "fail"
+    assert "daemon not running" in daemon["summary"]
+    assert "tundra daemon" in daemon["fix"]
+
+
+async def test_doctor_flags_a_0644_socket_with_the_chmod_fix() -> None:
+    base = short_tempdir("dr")
+    _prepare_home(base / "home")
+    async with start_daemon(base / "home") as d:
+        d.socket.chmod(0o644)
+        code, report = await _doctor(_env(d.home, d.socket))
+    assert code == 1
+    sock = _by_name(report)["socket"][0]
+    assert sock["status"] == "fail"
+    assert "mode 0644 (expected 0600)" in sock["summary"]
+    assert f"chmod 600 {d.socket}" in sock["fix"]
+
+
+async def test_doctor_names_the_invalid_config_field() -> None:
+    home = short_tempdir("dr")
+    _prepare_home(home)
+    (home / "config.toml").write_text('[dolt]\nport = "3306"\n')
+    code, report = await _doctor(_env(home, home / "d.sock"))
+    assert code == 1
+    config = [c for c in _by_name(report)["config"] if c["status"] == "fail"]
+    assert config and 'config.toml: dolt.port: expected int, got str "3306"' in config[0]["summary"]
+    # An invalid config is also reported by the human output with its fix on the same line.
+    proc = await trio.run_process(
+        [sys.executable, "-m", "tundra", "doctor", "--offline"],
+        env=_env(home, home / "d.sock"),
+        capture_stdout=True,
+        check=False,
+    )
+    line = next(x for x in proc.stdout.decode().splitlines() if x.startswith("✗ config"))
+    assert "dolt.port" in line and "fix:" in line
+
+
+async def test_doctor_reports_a_full_disk_below_the_threshold() -> None:
+    home = short_tempdir("dr")
+    _prepare_home(home)
+    env = _env(home, home / "d.sock", TUNDRA_DOCTOR_MIN_FREE_BYTES=str(1 << 60))
+    code, report = await _doctor(env)
+    assert code == 1
+    disk = _by_name(report)["disk"][0]
+    assert disk["status"] == "fail" and "need >=" in disk["summary"]
+    # The flag overrides the environment: a tiny threshold passes.
+    _, report = await _doctor(env, "--min-free-gb", "0.001")
+    assert _by_name(report)["disk"][0]["status"] == "ok"
+
+
+async def test_doctor_computes_safe_max_ptys_from_the_fd_limit() -> None:
+    home = short_tempdir("dr")
+    _prepare_home(home)
+    (home / "config.toml").write_text("[daemon]\nmax_ptys = 500\n")
+
+    def low_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (300, 300))
+
+    code, report = await _doctor(_env(home, home / "d.sock"), preexec=low_limit)
+    fds = _by_name(report)["fds"][0]
+    assert fds["status"] == "fail"
+    assert "safe max_ptys <= 100, configured 500" in fds["summary"]
+    assert "max_ptys <= 100" in fds["fix"]
+    assert code == 1
+
+
+def test_doctor_strict_turns_warnings_into_failure(tmp_path: Path) -> None:
+    home = short_tempdir("dr")
+    # Default profiles need keys that this environment does not have -> a warning.
+    env = {"TUNDRA_HOME": str(home), "TUNDRA_SOCKET": str(home / "d.sock")}
+    report = run_doctor(TundraPaths(home), env=env, options=DoctorOptions(offline=True))
+    keys = [c for c in report.checks if c.name == "api-keys"][0]
+    assert keys.status == "warn" and "ANTHROPIC_API_KEY" in keys.summary
+    assert report.exit_code(strict=True) == 1
+    assert report.counts["fail"] >= 1  # daemon not running
+
+
+async def test_zombie_check_finds_defunct_children_of_the_daemon_pid() -> None:
+    # `sh` forks a short child then execs into sleep, which never reaps it: a real zombie.
+    proc = await trio.lowlevel.open_process(["sh", "-c", "true & exec sleep 30"])
+    try:
+        await wait_for(
+            lambda: any(state == "Z" for _pid, state, _comm in daemon_descendants(proc.pid)),
+            message="zombie child",
+        )
+        state = _State(TundraPaths(Path("/nonexistent")), {}, DoctorOptions())
+        state.daemon_pid = proc.pid
+        [check] = check_zombies(state)
+        assert check.status == "warn"
+        assert f"1 defunct under daemon pid {proc.pid}" in check.summary
+        assert "restart" in check.fix
+    finally:
+        proc.kill()
+        await proc.wait()
+
+
+def test_port_holder_names_the_listening_process() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        holder = port_holder(port)
+    assert holder is not None and holder[0] == os.getpid()
+
+
+def test_doctor_never_prints_key_values(tmp_path: Path) -> None:
+    home = short_tempdir("dr")
+    secret = "sk-ant-doctor-must-not-print-this-0123456789"
+    env = {"TUNDRA_HOME": str(home), "ANTHROPIC_API_KEY": secret}
+    proc = subprocess.run(
+        [sys.executable, "-m", "tundra", "doctor", "--offline", "--json"],
+        env={**os.environ, **env, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert secret not in proc.stdout + proc.stderr
+    assert "ANTHROPIC_API_KEY" in proc.stdout
