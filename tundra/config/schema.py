@@ -46,9 +46,13 @@ class GeneralConfig(_Section):
     """General settings."""
 
     project_name: str = "auto-tundra"
+    """A name for this installation (shown in status and the web page)."""
     log_level: LogLevel = "info"
+    """Global default level when TUNDRA_LOG/RUST_LOG are unset (per-target levels come from the environment)."""
     environment: Environment = "development"
+    """Logging defaults: development `info,tundra.daemon=debug,tundra.core=debug`; staging `info,tundra.daemon=debug`; production `info,tundra.daemon=warn`."""
     workspace_root: str = ""
+    """Default directory for new terminals and task repositories (empty = your home)."""
 
 
 class DaemonConfig(_Section):
@@ -57,13 +61,17 @@ class DaemonConfig(_Section):
     socket_path: str = ""
     """Empty = resolved at run time (TUNDRA_SOCKET, systemd, XDG_RUNTIME_DIR, TUNDRA_HOME/run)."""
     max_ptys: int = 10
+    """PTY pool capacity; the seed's safe value is min(ulimit -n / 3, desired concurrency)."""
     queue_when_full: bool = False
     """Make terminal creation wait for a free PTY slot instead of failing with AtCapacity."""
     queue_timeout_secs: float = 30.0
+    """How long a queued terminal creation waits for a slot before AtCapacity."""
     kill_grace_secs: float = 2.0
     """SIGHUP -> this long -> SIGKILL when a terminal is torn down."""
     shutdown_timeout_secs: float = 10.0
+    """Graceful shutdown budget (stop accepting, stop services, reap children)."""
     max_connections: int = 1024
+    """Concurrent IPC connections; more are answered with an error and closed."""
 
     def __post_init__(self) -> None:
         _require(1 <= self.max_ptys <= 100_000, "max_ptys", f"must be 1-100000, got {self.max_ptys}")
@@ -146,6 +154,8 @@ class StoreConfig(_Section):
     backoff_max_secs: float = 30.0
     busy_timeout_secs: float = 5.0
     """SQLite: how long a writer waits for a lock held by another process."""
+    health_check_secs: float = 5.0
+    """MySQL engines: ping the server this often while idle, so a dead server shows as unavailable."""
 
     def __post_init__(self) -> None:
         _require(self.connect_timeout_secs > 0, "connect_timeout_secs", f"must be > 0, got {self.connect_timeout_secs}")
@@ -156,6 +166,7 @@ class StoreConfig(_Section):
         _require(self.backoff_base_secs > 0, "backoff_base_secs", f"must be > 0, got {self.backoff_base_secs}")
         _require(self.backoff_max_secs >= self.backoff_base_secs, "backoff_max_secs", "must be >= backoff_base_secs")
         _require(self.busy_timeout_secs >= 0, "busy_timeout_secs", f"must be >= 0, got {self.busy_timeout_secs}")
+        _require(self.health_check_secs > 0, "health_check_secs", f"must be > 0, got {self.health_check_secs}")
 
 
 class BridgeConfig(_Section):
@@ -226,7 +237,9 @@ class LoggingConfig(_Section):
     file: bool = True
     """Write logs/daemon.log when not under journald."""
     max_file_bytes: int = 10 * 1024 * 1024
+    """Rotate logs/daemon.log at this size."""
     backups: int = 5
+    """Rotated files kept (daemon.log.1 ... daemon.log.N)."""
 
     def __post_init__(self) -> None:
         _require(self.max_file_bytes >= 4096, "max_file_bytes", f"must be >= 4096, got {self.max_file_bytes}")

@@ -83,6 +83,8 @@ class DoltServer:
     def prepare(self) -> str:
         """Check dolt, the directory and the port; ``dolt init`` a new directory. Returns the
         dolt binary. Raises DoltNotFound / StorePermissionDenied / PortInUse / DoltServerFailed."""
+        # The port first: a server already on it is the most common setup problem (seed).
+        check_port_free(self.cfg.host, self.cfg.port)
         dolt = shutil.which("dolt")
         if dolt is None:
             raise DoltNotFound("dolt not found on PATH: [dolt] manage = true needs the `dolt` binary")
@@ -92,7 +94,6 @@ class DoltServer:
             raise permission_error_for(self.dir.parent, "dolt dir parent") from None
         if not os.access(self.dir, os.W_OK | os.X_OK):
             raise permission_error_for(self.dir, "dolt dir")
-        check_port_free(self.cfg.host, self.cfg.port)
         if not (self.dir / ".dolt").exists() and not any(self.dir.iterdir()):
             proc = subprocess.run(
                 [dolt, "init", "--name", "Auto Tundra", "--email", "auto@tundra.local"],

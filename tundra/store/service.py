@@ -62,6 +62,7 @@ class StoreService:
             write_retry_secs=sc.write_retry_secs,
             backoff=Backoff(sc.backoff_base_secs, sc.backoff_max_secs),
             on_state=self._publish_state,
+            health_check_secs=sc.health_check_secs,
         )
         dolt_cfg = daemon.config.dolt
         if dolt_cfg is not None and dolt_cfg.manage and resolve_engine_kind(daemon.config) == "dolt":

@@ -190,6 +190,7 @@ class Store:
         write_retry_secs: float = 10.0,
         backoff: Backoff | None = None,
         on_state: Callable[[StoreState, StoreError | None], None] | None = None,
+        health_check_secs: float = 5.0,
     ) -> None:
         self.engine = engine
         self.migrator = Migrator(engine, migrations)
@@ -197,6 +198,7 @@ class Store:
         self.write_retry_secs = write_retry_secs
         self.backoff = backoff or Backoff()
         self._on_state = on_state
+        self.health_check_secs = health_check_secs
         self._state: StoreState = "connecting"
         self.last_error: StoreError | None = None
         self.schema_version: int | None = None
@@ -362,7 +364,25 @@ class Store:
                             extra={"fields": {"engine": self.engine.kind, "retry_in": delay}},
                         )
                         await trio.sleep(delay)
+            await self._watch()
+
+    async def _watch(self) -> None:
+        """While ready: return when a call reports the connection lost, or when a periodic
+        ping (MySQL engines; an idle pool would otherwise hide a dead server) fails."""
+        if self.engine.dialect.name == "sqlite":
             await self._lost.wait()
+            return
+        while self._state == "ready":
+            with trio.move_on_after(self.health_check_secs):
+                await self._lost.wait()
+                return
+            try:
+                await trio.to_thread.run_sync(
+                    partial(self.engine.call, _ping, write=False), limiter=self.engine.limiter_for(False)
+                )
+            except ConnectionLost as e:
+                self.mark_lost(e.error)
+                return
 
     def close(self) -> None:
         if not self._closed:
@@ -380,6 +400,10 @@ class Store:
             "last_error": self.last_error.to_dict() if self.last_error else None,
             "reconnects": self.reconnects,
         }
+
+
+def _ping(s: Session) -> None:
+    s.query("SELECT 1")
 
 
 def _as_store_error(e: Exception) -> StoreError:
@@ -417,6 +441,7 @@ async def open_store(
         auto_migrate=sc.auto_migrate,
         write_retry_secs=sc.write_retry_secs,
         backoff=Backoff(sc.backoff_base_secs, sc.backoff_max_secs),
+        health_check_secs=sc.health_check_secs,
     )
     try:
         if wait:
