@@ -93,3 +93,41 @@ def render_example() -> str:
             out.append(f"{'# ' if commented else ''}{key} = {_toml_value(value)}")
         out.append("")
     return "\n".join(out)
+
+
+def _rule(cls: type[Any], name: str) -> str:
+    """The validation rule of a field, read from its ``_require``/``_port`` call in schema.py."""
+    src = inspect.getsource(cls)
+    for line in src.splitlines():
+        line = line.strip()
+        if line.startswith("_port(") and f'"{name}"' in line:
+            return "1-65535"
+        if line.startswith("_require(") and f'"{name}"' in line:
+            return line.split(f'"{name}", ', 1)[1].rsplit(")", 1)[0].strip('f"').split(", got")[0].replace("must be ", "")
+    return ""
+
+
+def render_reference_markdown() -> str:
+    """The key table of docs/configuration.md (a test keeps the doc in sync)."""
+    docs = field_docs()
+    out: list[str] = []
+    info: Any = msgspec.inspect.type_info(Config)
+    for f in info.fields:
+        section_type: Any = f.type
+        if isinstance(section_type, msgspec.inspect.UnionType):
+            section_type = next(t for t in section_type.types if isinstance(t, msgspec.inspect.StructType))
+        cls = section_type.cls
+        out.append(f"### `[{f.name}]`\n")
+        if cls.__doc__:
+            out.append(cls.__doc__.strip() + "\n")
+        out.append("| key | default | rule | meaning |")
+        out.append("|---|---|---|---|")
+        for key, value in msgspec.to_builtins(cls()).items():
+            sub: Any = next(x for x in msgspec.inspect.type_info(cls).fields if x.name == key)
+            rule = _rule(cls, key)
+            if isinstance(sub.type, msgspec.inspect.LiteralType):
+                rule = " \\| ".join(str(v) for v in sub.type.values)
+            doc = docs.get(cls.__name__, {}).get(key, "")
+            out.append(f"| `{key}` | `{_toml_value(value)}` | {rule} | {doc} |")
+        out.append("")
+    return "\n".join(out)
