@@ -24,4 +24,10 @@ def build_services(daemon: Daemon) -> list[Service]:
     from tundra.sessions.service import TerminalService
 
     services.append(TerminalService(daemon.config, orphans_file=daemon.paths.orphans_file))
+    from tundra.intelligence.service import LlmService
+
+    services.append(LlmService(daemon))
+    from tundra.tasks.service import TaskService
+
+    services.append(TaskService.from_daemon(daemon))
     return services
