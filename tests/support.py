@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import subprocess
 import socket as stdsocket
+import subprocess
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable
@@ -141,7 +141,7 @@ async def start_daemon(
     await notify.bind(str(notify_path))
     full_env = daemon_env(home, sock, {"NOTIFY_SOCKET": str(notify_path), **(env or {})})
     log_path = base / "daemon.out"
-    log_file = open(log_path, "wb")  # noqa: SIM115 - closed below
+    log_file = open(log_path, "wb")  # noqa: SIM115, ASYNC230 - a local file, closed below
     proc = await trio.lowlevel.open_process(
         tundra_cmd("daemon", *args), env=full_env, stdout=log_file, stderr=log_file,
         stdin=subprocess.DEVNULL, pass_fds=pass_fds,

@@ -7,7 +7,6 @@ import signal
 import socket
 import stat
 import struct
-import subprocess
 import sys
 
 import msgspec
@@ -269,10 +268,11 @@ async def test_client_errors_are_clear() -> None:
     finally:
         mute.close()
     env = daemon_env(base, base / "none.sock")
-    r = subprocess.run([sys.executable, "-m", "tundra", "status"], env=env, capture_output=True, text=True, timeout=60)
+    r = await trio.run_process(tundra_cmd("status"), env=env, capture_stderr=True, check=False)
+    err = r.stderr.decode()
     assert r.returncode == 1
-    assert "error: IPC error: daemon not running (no socket at" in r.stderr
-    assert "hint:" in r.stderr and "Traceback" not in r.stderr
+    assert "error: IPC error: daemon not running (no socket at" in err
+    assert "hint:" in err and "Traceback" not in err
 
 
 async def test_client_rejects_a_daemon_of_another_protocol_version() -> None:

@@ -35,10 +35,10 @@ def test_second_holder_is_refused_with_pid_and_socket(tmp_path: Path) -> None:
 def test_lock_of_a_killed_process_is_free(tmp_path: Path) -> None:
     lock = tmp_path / "daemon.lock"
     code = (
-        "import sys,time; sys.path.insert(0, %r)\n"
+        f"import sys,time; sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})\n"
         "from tundra.daemon.lock import DaemonLock\n"
-        "DaemonLock(__import__('pathlib').Path(%r)).acquire('s'); print('held', flush=True); time.sleep(60)"
-    ) % (str(Path(__file__).resolve().parents[2]), str(lock))
+        f"DaemonLock(__import__('pathlib').Path({str(lock)!r})).acquire('s'); print('held', flush=True); time.sleep(60)"
+    )
     p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         assert p.stdout is not None and p.stdout.readline().strip() == "held"

@@ -16,7 +16,12 @@ import pytest
 from tests.support import short_tempdir
 from tundra.telemetry import TRACE
 from tundra.telemetry.directives import parse_directives
-from tundra.telemetry.logging_setup import LoggingHandle, Redactor, journal_stream_matches, setup_logging
+from tundra.telemetry.logging_setup import (
+    LoggingHandle,
+    Redactor,
+    journal_stream_matches,
+    setup_logging,
+)
 
 
 @pytest.fixture

@@ -54,7 +54,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
         return 0
     if args.action == "reload":
         with BlockingClient() as c:
-            result = c.call("daemon.reload")
+            result: dict[str, Any] = c.call("daemon.reload")
         return emit(args, result, lambda r: "reloaded: " + (", ".join(r.get("changed", [])) or "no changes")
                     if r.get("reloaded") else f"reload failed: {r.get('error')}")
     from tundra.daemon.run import DaemonOptions, run_daemon
@@ -93,14 +93,14 @@ def _human_status(st: dict[str, Any]) -> str:
 
 def cmd_status(args: argparse.Namespace) -> int:
     with BlockingClient(timeout=10) as c:
-        st = c.call("status")
+        st: dict[str, Any] = c.call("status")
     return emit(args, st, _human_status)
 
 
 def cmd_ping(args: argparse.Namespace) -> int:
     with BlockingClient(timeout=5) as c:
         t0 = time.perf_counter()
-        res = c.call("ping")
+        res: dict[str, Any] = c.call("ping")
         ms = (time.perf_counter() - t0) * 1000
     res["rtt_ms"] = round(ms, 3)
     return emit(args, res, lambda r: f"pong from pid {r['pid']} (version {r['version']}) in {r['rtt_ms']:.2f} ms")

@@ -29,6 +29,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "tundra.cli.logs",
     "tundra.cli.diagnose",
     "tundra.cli.bridge",
+    "tundra.cli.llm",
+    "tundra.cli.task",
+    "tundra.cli.agents",
 )
 
 

@@ -82,7 +82,7 @@ def render_example() -> str:
             out.append("# " + cls.__doc__.strip().splitlines()[0])
         commented = default is None
         if commented:
-            out.append(f"# Uncomment to use Dolt (or another MySQL-protocol server) as the store.")
+            out.append("# Uncomment to use Dolt (or another MySQL-protocol server) as the store.")
             default = cls()
         out.append(f"{'# ' if commented else ''}[{f.name}]")
         values = msgspec.to_builtins(default)
@@ -123,7 +123,8 @@ def render_reference_markdown() -> str:
         out.append("| key | default | rule | meaning |")
         out.append("|---|---|---|---|")
         for key, value in msgspec.to_builtins(cls()).items():
-            sub: Any = next(x for x in msgspec.inspect.type_info(cls).fields if x.name == key)
+            cls_info: Any = msgspec.inspect.type_info(cls)
+            sub: Any = next(x for x in cls_info.fields if x.name == key)
             rule = _rule(cls, key)
             if isinstance(sub.type, msgspec.inspect.LiteralType):
                 rule = " \\| ".join(str(v) for v in sub.type.values)

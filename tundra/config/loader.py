@@ -190,12 +190,12 @@ def read_toml(path: Path, display: str | None = None) -> dict[str, Any] | None:
     except tomllib.TOMLDecodeError as exc:
         msg = str(exc)
         m = _TOML_LINE.search(msg)
-        line = m.group(1) if m else "?"
+        line_no = int(m.group(1)) if m else None
         detail = _TOML_LINE.sub("", msg).strip()
         raise ConfigError(
-            f"{name}:{line}: invalid TOML: {detail}",
+            f"{name}:{line_no if line_no is not None else '?'}: invalid TOML: {detail}",
             hint="fix the syntax at that line (strings need quotes, tables [name], key = value)",
-            details={"file": name, "line": int(line) if line != "?" else None},
+            details={"file": name, "line": line_no},
         ) from None
 
 

@@ -263,9 +263,8 @@ def run_daemon(opts: DaemonOptions) -> int:
             _log_error(err)
             return EXIT_CONFIG
         except OSError as exc:
-            err = TundraError(f"cannot bind IPC socket {sock_path}: {exc.strerror}",
-                              hint="check the directory's permissions or set TUNDRA_SOCKET")
-            _log_error(err)
+            _log_error(TundraError(f"cannot bind IPC socket {sock_path}: {exc.strerror}",
+                                   hint="check the directory's permissions or set TUNDRA_SOCKET"))
             return EXIT_CONFIG
         sock_stat = os.stat(sock_path) if owns_socket else None
         daemon = Daemon(config, paths, socket_path=str(sock_path))

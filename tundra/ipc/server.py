@@ -26,7 +26,6 @@ import trio
 from tundra import __version__
 from tundra.errors import InternalError, TundraError
 from tundra.ipc.errors import (
-    FrameTooLarge,
     InvalidRequest,
     IpcError,
     PeerRejected,
@@ -275,9 +274,9 @@ class IpcServer:
                             conn.inflight[msg.id] = scope
                             nursery.start_soon(self._run_request, conn, msg, scope)
                         elif isinstance(msg, Cancel):
-                            scope = conn.inflight.get(msg.id)
-                            if scope is not None:
-                                scope.cancel()
+                            running = conn.inflight.get(msg.id)
+                            if running is not None:
+                                running.cancel()
                         else:
                             raise InvalidRequest("Hello sent twice")
             except IpcError as err:

@@ -77,7 +77,7 @@ class Directives:
         root = root or logging.getLogger()
         root.setLevel(self.default)
         manager = logging.Logger.manager
-        for name, obj in list(manager.loggerDict.items()):
+        for _name, obj in list(manager.loggerDict.items()):
             if isinstance(obj, logging.Logger):
                 obj.setLevel(logging.NOTSET)
         for target, level in self.targets:
