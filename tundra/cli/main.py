@@ -30,7 +30,6 @@ COMMAND_MODULES: tuple[str, ...] = (
     "tundra.cli.diagnose",
     "tundra.cli.bridge",
     "tundra.cli.llm",
-    "tundra.cli.llm",
     "tundra.cli.task",
     "tundra.cli.agents",
 )
