@@ -1,0 +1,46 @@
+"""CLI conventions: exit codes, --json, completion, no tracebacks for user errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tundra.cli.main import main
+
+
+def run(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
+    env = {"TUNDRA_HOME": str(home), "TUNDRA_SOCKET": str(home / "d.sock"), "PATH": "/usr/bin:/bin"}
+    return subprocess.run([sys.executable, "-m", "tundra", *args], env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_usage_errors_exit_2(tmp_path: Path) -> None:
+    r = run("no-such-command", home=tmp_path)
+    assert r.returncode == 2 and "invalid choice" in r.stderr
+    assert run(home=tmp_path).returncode == 2
+    r = run("daemon", "--environment", "prod", home=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+def test_version_json(tmp_path: Path) -> None:
+    r = run("version", "--json", home=tmp_path)
+    assert r.returncode == 0 and json.loads(r.stdout)["version"]
+
+
+def test_ping_without_daemon_is_exit_1_with_hint_or_json(tmp_path: Path) -> None:
+    r = run("ping", "--json", home=tmp_path)
+    assert r.returncode == 1
+    assert json.loads(r.stdout)["error"]["code"] == "daemon.unavailable"
+
+
+def test_bash_completion_lists_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["completion", "bash"]) == 0
+    out = capsys.readouterr().out
+    assert "complete -F _tundra_complete tundra" in out
+    for word in ("daemon", "status", "ping", "config", "validate"):
+        assert word in out
+    bash = subprocess.run(["bash", "-n"], input=out, text=True, capture_output=True)
+    assert bash.returncode == 0, bash.stderr
