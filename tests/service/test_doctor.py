@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
 import trio
 
 from tests.support import REPO, short_tempdir, start_daemon, wait_for
@@ -80,29 +81,66 @@ def _prepare_home(home: Path) -> None:
     (home / "config" / "api_profiles.json").write_text(LOCAL_PROFILES)
 
 
-async def test_doctor_reports_all_green_against_a_healthy_daemon() -> None:
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+async def test_doctor_reports_all_green_against_a_healthy_daemon_and_bridge() -> None:
     base = short_tempdir("dr")
-    _prepare_home(base / "home")
-    async with start_daemon(base / "home") as d:
-        code, report = await _doctor(_env(d.home, d.socket), "--strict")
-        checks = _by_name(report)
-        bad = [c for c in report["checks"] if c["status"] in ("warn", "fail")]
-        assert bad == [], bad
-        assert code == 0
-        for name in (
-            "config",
-            "daemon",
-            "socket",
-            "disk",
-            "dirs",
-            "api-keys",
-            "pty",
-            "fds",
-            "zombies",
-        ):
-            assert _status(report, name) == {"ok"}, (name, checks[name])
-        assert f"pid {d.pid}" in checks["daemon"][0]["summary"]
-        assert checks["providers"][0]["status"] == "skip"  # --offline
+    home = base / "home"
+    _prepare_home(home)
+    port = _free_port()
+    (home / "config.toml").write_text(f"[bridge]\nport = {port}\n")
+    async with start_daemon(home) as d:
+        env = _env(d.home, d.socket)
+        bridge = await trio.lowlevel.open_process(
+            [sys.executable, "-m", "tundra", "bridge"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+        )
+        try:
+
+            async def bridge_up() -> bool:
+                try:
+                    async with httpx.AsyncClient() as c:
+                        r = await c.get(f"http://127.0.0.1:{port}/api/health", timeout=1)
+                    return r.status_code == 200
+                except httpx.HTTPError:
+                    return False
+
+            await wait_for(bridge_up, timeout=20, message="bridge health")
+            code, report = await _doctor(env, "--strict")
+        finally:
+            bridge.terminate()
+            await bridge.wait()
+    checks = _by_name(report)
+    bad = [c for c in report["checks"] if c["status"] in ("warn", "fail")]
+    assert bad == [], bad
+    assert code == 0
+    for name in (
+        "config",
+        "daemon",
+        "socket",
+        "lock",
+        "store",
+        "bridge",
+        "disk",
+        "dirs",
+        "api-keys",
+        "pty",
+        "fds",
+        "zombies",
+        "circuits",
+    ):
+        assert _status(report, name) == {"ok"}, (name, checks[name])
+    assert f"pid {d.pid}" in checks["daemon"][0]["summary"]
+    assert f"http://127.0.0.1:{port}" in checks["bridge"][0]["summary"]
+    assert checks["providers"][0]["status"] == "skip"  # --offline
 
 
 async def test_doctor_fails_when_the_daemon_is_stopped() -> None:

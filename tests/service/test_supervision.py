@@ -44,10 +44,10 @@ async def test_socket_activated_daemon_answers_on_the_passed_socket() -> None:
         async with open_client(activated, connect_timeout=20) as client:
             pong = await client.call("ping")
         assert pong["pid"] == proc.pid  # exec'd in place: the activator's pid is the daemon's
-        cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes().split(b"\0")
+        cmdline = (await trio.Path(f"/proc/{proc.pid}/cmdline").read_bytes()).split(b"\0")
         assert b"tundra" in cmdline and b"daemon" in cmdline
-        assert not (base / "own.sock").exists()
-        assert "socket activation" in out.read_text()
+        assert not await trio.Path(base / "own.sock").exists()
+        assert "socket activation" in await trio.Path(out).read_text()
         proc.send_signal(signal.SIGTERM)
         with trio.fail_after(20):
             assert await proc.wait() == 0
@@ -93,7 +93,7 @@ async def test_watchdog_pings_at_half_the_interval_and_stop_when_the_loop_blocks
                 await ready.wait()
             await wait_for(lambda: len(pings) >= 8, message="8 watchdog pings")
             recent = pings[-7:]
-            gaps = [b - a for a, b in zip(recent, recent[1:])]
+            gaps = [b - a for a, b in zip(recent, recent[1:], strict=False)]
             median = statistics.median(gaps)
             assert 0.10 <= median <= 0.22, gaps  # WATCHDOG_USEC / 2 = 0.15 s
 
@@ -110,7 +110,9 @@ async def test_watchdog_pings_at_half_the_interval_and_stop_when_the_loop_blocks
             count = len(pings)
             await wait_for(lambda: len(pings) >= count + 3, message="pings after the block")
             window = pings[before - 1 :]
-            assert max(b - a for a, b in zip(window, window[1:])) >= 1.0  # the silence systemd sees
+            assert (
+                max(b - a for a, b in zip(window, window[1:], strict=False)) >= 1.0
+            )  # the silence systemd sees
             nursery.cancel_scope.cancel()
     finally:
         if proc.returncode is None:

@@ -263,10 +263,13 @@ def check_store(s: _State) -> list[Check]:
     state = store.get("state", "?")
     engine = store.get("engine") or "?"
     err = store.get("last_error") or store.get("error") or ""
-    pending = store.get("pending") or store.get("pending_migrations") or 0
+    version = store.get("schema_version", store.get("version"))
+    latest = store.get("latest_version")
+    pending = store.get("pending") or 0
     if isinstance(pending, list):
         pending = len(pending)
-    version = store.get("version", store.get("schema_version"))
+    if not pending and isinstance(version, int) and isinstance(latest, int):
+        pending = max(0, latest - version)
     desc = f"{engine} {state}" + (f", schema v{version}" if version is not None else "")
     if state == "ready":
         if pending:
