@@ -35,7 +35,9 @@ async def running_tasks(
 ) -> AsyncIterator[TaskService]:
     agents.setdefault("default_preset", "shell")
     agents.setdefault("retry_backoff_secs", 0.0)
-    config = Config(agents=AgentsConfig(**agents), daemon=DaemonConfig(max_ptys=max_ptys, kill_grace_secs=0.5))
+    config = Config(
+        agents=AgentsConfig(**agents), daemon=DaemonConfig(max_ptys=max_ptys, kill_grace_secs=0.5)
+    )
     terms = TerminalService(config)
     async with trio.open_nursery() as nursery:
         await nursery.start(terms.run)

@@ -30,7 +30,11 @@ async def test_task_lifecycle_over_ipc(repo: Path) -> None:
     async with start_daemon(config=CONFIG) as d, d.client() as c:
         t = await c.call(
             "task.add",
-            {"title": "write a file", "prompt": fake("print", "hi", "write", "f.txt", "F"), "repo": str(repo)},
+            {
+                "title": "write a file",
+                "prompt": fake("print", "hi", "write", "f.txt", "F"),
+                "repo": str(repo),
+            },
         )
         assert t["state"] == "queued" and len(t["id"]) == 8
 
@@ -40,7 +44,9 @@ async def test_task_lifecycle_over_ipc(repo: Path) -> None:
         await wait_for(lambda: _eq(state(), "review"), 30, message="review")
         diff = await c.call("task.diff", {"id": t["id"]})
         assert "f.txt" in diff["stat"]
-        with pytest.raises(StateMachineError, match="invalid transition: cannot apply retry in state review"):
+        with pytest.raises(
+            StateMachineError, match="invalid transition: cannot apply retry in state review"
+        ):
             await c.call("task.retry", {"id": t["id"]})
         done = await c.call("task.approve", {"id": t["id"]})
         assert done["state"] == "done"
@@ -49,7 +55,10 @@ async def test_task_lifecycle_over_ipc(repo: Path) -> None:
             await c.call("task.approve", {"id": t["id"]})
         hist = await c.call("task.history", {"id": t["id"]})
         assert [e["to_state"] for e in hist["events"] if e["kind"] == "state"] == [
-            "queued", "running", "review", "done"
+            "queued",
+            "running",
+            "review",
+            "done",
         ]
         chunks = []
         async with c.stream("task.logs", {"id": t["id"]}) as s:
@@ -60,17 +69,27 @@ async def test_task_lifecycle_over_ipc(repo: Path) -> None:
         assert [x["id"] for x in listed["tasks"]] == [t["id"]]
         with pytest.raises(TaskNotFoundError):
             await c.call("task.get", {"id": "zzzz"})
-        with pytest.raises(RegistryError, match="unknown agent preset: nope .*known presets: claude, codex"):
+        with pytest.raises(
+            RegistryError, match="unknown agent preset: nope .*known presets: claude, codex"
+        ):
             await c.call("task.add", {"title": "x", "repo": str(repo), "agent": "nope"})
         presets = await c.call("agents.list")
-        assert {p["name"] for p in presets["presets"]} >= {"claude", "codex", "gemini", "opencode", "shell"}
+        assert {p["name"] for p in presets["presets"]} >= {
+            "claude",
+            "codex",
+            "gemini",
+            "opencode",
+            "shell",
+        }
 
 
 async def _eq(aw: object, value: str) -> bool:
     return await aw == value  # type: ignore[misc]
 
 
-async def test_daemon_killed_mid_run_task_comes_back_and_runs_again(repo: Path, tmp_path: Path) -> None:
+async def test_daemon_killed_mid_run_task_comes_back_and_runs_again(
+    repo: Path, tmp_path: Path
+) -> None:
     marker = tmp_path / "attempt-marker"
     # First attempt hangs (marker absent -> create it, then hang); the second one succeeds.
     prompt = (
@@ -86,6 +105,7 @@ async def test_daemon_killed_mid_run_task_comes_back_and_runs_again(repo: Path, 
         d.send_signal(signal.SIGKILL)
         await d.proc.wait()
     async with start_daemon(home=home) as d2, d2.client() as c:
+
         async def final() -> bool:
             got = await c.call("task.get", {"id": t["id"]})
             return bool(got["state"] == "review")
@@ -106,8 +126,12 @@ async def test_capacity_20_tasks_max_3_running(repo: Path) -> None:
         for i in range(20):
             t = await c.call(
                 "task.add",
-                {"title": f"t{i}", "prompt": fake("sleep", "0.2", "exit", "0"), "repo": str(repo),
-                 "requires_approval": False},
+                {
+                    "title": f"t{i}",
+                    "prompt": fake("sleep", "0.2", "exit", "0"),
+                    "repo": str(repo),
+                    "requires_approval": False,
+                },
             )
             ids.append(t["id"])
         peak = 0
@@ -123,3 +147,64 @@ async def test_capacity_20_tasks_max_3_running(repo: Path) -> None:
         assert peak >= 2
         st = await c.call("queue.status")
         assert st["running"] == 0 and st["max_concurrent"] == 3
+
+
+async def _cli(d: object, *args: str, cwd: Path | None = None) -> tuple[int, str, str]:
+    import sys
+
+    proc = await trio.run_process(
+        [sys.executable, "-m", "tundra", *args],
+        env=d.env,  # type: ignore[attr-defined]
+        cwd=cwd,
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+    )
+    return proc.returncode, proc.stdout.decode(), proc.stderr.decode()
+
+
+async def test_cli_add_ls_show_logs_approve_and_aliases(repo: Path) -> None:
+    import json
+
+    async with start_daemon(config=CONFIG) as d:
+        rc, out, err = await _cli(
+            d,
+            "sling",
+            "cli task",
+            "--prompt",
+            fake("print", "from-cli", "write", "c.txt", "C"),
+            "--lane",
+            "critical",
+            "--priority",
+            "5",
+            "--json",
+            cwd=repo,
+        )
+        assert rc == 0, err
+        t = json.loads(out)
+        assert t["lane"] == "critical" and t["priority"] == 5 and t["repo"] == str(repo)
+
+        async def in_review() -> bool:
+            got = await d.call("task.get", {"id": t["id"]})
+            return bool(got["state"] == "review")
+
+        await wait_for(in_review, 30)
+        rc, out, _ = await _cli(d, "task", "ls")
+        assert rc == 0 and t["id"] in out and "review" in out
+        rc, out, _ = await _cli(d, "task", "show", t["id"][:4])
+        assert "queued -> running" in out and "running -> review" in out
+        rc, out, _ = await _cli(d, "task", "logs", t["id"])
+        assert "from-cli" in out
+        rc, out, _ = await _cli(d, "task", "diff", t["id"], "--stat")
+        assert "c.txt" in out
+        rc, out, err = await _cli(d, "task", "retry", t["id"])
+        assert rc == 1 and "invalid transition: cannot apply retry in state review" in err
+        rc, out, err = await _cli(d, "done", t["id"])
+        assert rc == 0, err
+        assert (repo / "c.txt").read_text() == "C\n"
+        rc, out, err = await _cli(d, "task", "add", "x", "--agent", "nope", "--repo", str(repo))
+        assert rc == 1 and "unknown agent preset: nope" in err
+        rc, out, _ = await _cli(d, "agents", "ls")
+        assert rc == 0 and "shell" in out and "claude" in out
+        rc, out, _ = await _cli(d, "queue", "pause")
+        assert "paused" in out

@@ -9,7 +9,7 @@ import pytest
 
 from tests.support import wait_for
 from tests.tasks.harness import add, fake, running_tasks
-from tests.workspace.gitrepo import git, make_repo
+from tests.workspace.gitrepo import exists, git, make_repo
 from tundra.agents.errors import ApprovalError
 from tundra.tasks.errors import StateMachineError
 from tundra.tasks.service import TaskService
@@ -24,7 +24,9 @@ def state_of(svc: TaskService, tid: str) -> str:
     return svc.resolve(tid).state
 
 
-async def test_success_goes_to_review_with_uncommitted_work_committed(tmp_path: Path, repo: Path) -> None:
+async def test_success_goes_to_review_with_uncommitted_work_committed(
+    tmp_path: Path, repo: Path
+) -> None:
     async with running_tasks(tmp_path) as svc:
         t = await add(svc, repo, fake("print", "working", "write", "out.txt", "agent", "exit", "0"))
         await wait_for(lambda: state_of(svc, t.id) == "review", 20, message="review")
@@ -32,14 +34,16 @@ async def test_success_goes_to_review_with_uncommitted_work_committed(tmp_path: 
         assert t.attempts == 1 and t.exit_code == 0
         d = await svc.diff(t.id)
         assert "out.txt" in d.stat
-        with pytest.raises(StateMachineError, match="invalid transition: cannot apply start in state review"):
+        with pytest.raises(
+            StateMachineError, match="invalid transition: cannot apply start in state review"
+        ):
             from tundra.tasks.state import next_state
 
             next_state(t.state, "start")
         done = await svc.approve(t.id[:4])
         assert done.state == "done"
         assert (repo / "out.txt").read_text() == "agent\n"
-        assert not Path(t.worktree or "/nonexistent").exists()
+        assert not exists(t.worktree or "/nonexistent")
         with pytest.raises(ApprovalError, match="not review"):
             await svc.approve(t.id)
         log = await svc.read_log(t)
@@ -48,13 +52,17 @@ async def test_success_goes_to_review_with_uncommitted_work_committed(tmp_path: 
 
 async def test_agent_sees_task_env_and_runs_in_worktree(tmp_path: Path, repo: Path) -> None:
     async with running_tasks(tmp_path) as svc:
-        t = await add(svc, repo, fake("env", "TUNDRA_TASK_ID", "write", "cwd.txt", "x", "exit", "0"))
+        t = await add(
+            svc, repo, fake("env", "TUNDRA_TASK_ID", "write", "cwd.txt", "x", "exit", "0")
+        )
         await wait_for(lambda: state_of(svc, t.id) == "review", 20)
         assert f"TUNDRA_TASK_ID={t.id}".encode() in await svc.read_log(t)
         assert t.worktree.endswith(f"worktrees/proj/{t.id}")
 
 
-async def test_nonzero_exit_fails_with_output_tail_and_retries_up_to_max(tmp_path: Path, repo: Path) -> None:
+async def test_nonzero_exit_fails_with_output_tail_and_retries_up_to_max(
+    tmp_path: Path, repo: Path
+) -> None:
     async with running_tasks(tmp_path) as svc:
         t = await add(svc, repo, fake("print", "boom happened", "exit", "3"), max_attempts=2)
         await wait_for(lambda: t.state == "failed" and t.attempts == 2, 20, message="2 attempts")
@@ -74,7 +82,12 @@ async def test_no_approval_and_no_changes_goes_done(tmp_path: Path, repo: Path) 
 
 async def test_no_approval_with_changes_auto_merges(tmp_path: Path, repo: Path) -> None:
     async with running_tasks(tmp_path) as svc:
-        t = await add(svc, repo, fake("write", "a.txt", "A", "commit", "agent commit"), requires_approval=False)
+        t = await add(
+            svc,
+            repo,
+            fake("write", "a.txt", "A", "commit", "agent commit"),
+            requires_approval=False,
+        )
         await wait_for(lambda: state_of(svc, t.id) == "done", 20)
         assert (repo / "a.txt").read_text() == "A\n"
 
@@ -109,7 +122,9 @@ async def test_cancel_kills_the_process_group(tmp_path: Path, repo: Path) -> Non
         t = await add(svc, repo, fake("child", str(pidfile), "print", "ready", "hang"))
         await wait_for(lambda: pidfile.exists() and pidfile.read_text(), 20)
         child = int(pidfile.read_text())
-        await wait_for(lambda: b"ready" in bytes(svc._runs[t.id].log) if t.id in svc._runs else False, 10)
+        await wait_for(
+            lambda: b"ready" in bytes(svc._runs[t.id].log) if t.id in svc._runs else False, 10
+        )
         out = await svc.cancel(t.id)
         assert out.state == "cancelled"
 
@@ -139,7 +154,7 @@ async def test_merge_conflict_aborts_and_marks_failed(tmp_path: Path, repo: Path
             await svc.approve(t.id)
         assert ei.value.details["files"] == ["README.md"]
         assert t.state == "failed" and "README.md" in t.result
-        assert Path(t.worktree).exists()
+        assert exists(t.worktree)
         assert (repo / "README.md").read_text() == "user version\n"
 
 
@@ -167,7 +182,9 @@ async def test_pause_and_resume_running_task(tmp_path: Path, repo: Path) -> None
         assert t.state == "waiting"
         await svc.resume(t.id)
         assert t.state == "running"
-        await wait_for(lambda: b"answer?" in bytes(svc._runs[t.id].log) if t.id in svc._runs else False, 10)
+        await wait_for(
+            lambda: b"answer?" in bytes(svc._runs[t.id].log) if t.id in svc._runs else False, 10
+        )
         await svc.nudge(t.id, "yes")
         await wait_for(lambda: state_of(svc, t.id) == "review", 20)
         assert b"got: yes" in await svc.read_log(t)

@@ -6,7 +6,7 @@ import os
 import subprocess
 from pathlib import Path
 
-__all__ = ["make_repo", "git"]
+__all__ = ["make_repo", "git", "exists"]
 
 _ENV = {
     **os.environ,
@@ -32,3 +32,8 @@ def make_repo(path: Path, branch: str = "main") -> Path:
     git(path, "add", "README.md")
     git(path, "commit", "-q", "-m", "initial")
     return path
+
+
+def exists(path: str | Path) -> bool:
+    """Sync stat for assertions in async tests (a local stat, not an event-loop concern)."""
+    return Path(path).exists()

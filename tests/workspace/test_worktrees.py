@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
+import shutil
 from pathlib import Path
 
 import pytest
 
-from tests.workspace.gitrepo import git, make_repo
+from tests.workspace.gitrepo import exists, git, make_repo
 from tundra.workspace.errors import RepoError, WorktreeError
 from tundra.workspace.worktrees import WorktreeManager
 
@@ -28,7 +28,9 @@ def commit_file(where: Path, name: str, text: str) -> None:
     git(where, "commit", "-q", "-m", f"add {name}")
 
 
-async def test_create_makes_worktree_on_task_branch_from_base(repo: Path, mgr: WorktreeManager, tmp_path: Path) -> None:
+async def test_create_makes_worktree_on_task_branch_from_base(
+    repo: Path, mgr: WorktreeManager, tmp_path: Path
+) -> None:
     wt = await mgr.create(repo, "abc123", "main")
     assert wt.path == str(tmp_path / "home/data/worktrees/proj/abc123")
     assert wt.branch == "tundra/abc123"
@@ -77,7 +79,7 @@ async def test_commit_all_and_merge_no_ff(repo: Path, mgr: WorktreeManager) -> N
     parents = git(repo, "rev-list", "--parents", "-n", "1", "HEAD").split()
     assert len(parents) == 3, "--no-ff makes a merge commit with two parents"
     await mgr.remove(repo, "t1", "main")
-    assert not Path(wt.path).exists()
+    assert not exists(wt.path)
     assert "tundra/t1" not in git(repo, "branch")
 
 
@@ -101,17 +103,19 @@ async def test_merge_conflict_aborts_and_lists_files(repo: Path, mgr: WorktreeMa
     assert res.conflicts == ["README.md"]
     assert git(repo, "rev-parse", "HEAD") == before
     assert git(repo, "status", "--porcelain", "--untracked-files=no") == ""
-    assert Path(wt.path).exists()
+    assert exists(wt.path)
 
 
-async def test_remove_refuses_unmerged_commits_without_force(repo: Path, mgr: WorktreeManager) -> None:
+async def test_remove_refuses_unmerged_commits_without_force(
+    repo: Path, mgr: WorktreeManager
+) -> None:
     wt = await mgr.create(repo, "t1", "main")
     commit_file(Path(wt.path), "f.txt", "x\n")
     with pytest.raises(WorktreeError, match="unmerged commit"):
         await mgr.remove(repo, "t1", "main")
-    assert Path(wt.path).exists()
+    assert exists(wt.path)
     await mgr.remove(repo, "t1", "main", force=True)
-    assert not Path(wt.path).exists()
+    assert not exists(wt.path)
 
 
 async def test_ensure_reuses_and_reattaches(repo: Path, mgr: WorktreeManager) -> None:
@@ -119,7 +123,7 @@ async def test_ensure_reuses_and_reattaches(repo: Path, mgr: WorktreeManager) ->
     commit_file(Path(wt.path), "f.txt", "x\n")
     again = await mgr.ensure(repo, "t1", "main")
     assert again.path == wt.path
-    subprocess.run(["rm", "-rf", wt.path], check=True)
+    shutil.rmtree(wt.path)
     await mgr.prune(repo)
     third = await mgr.ensure(repo, "t1", "main")
     assert (Path(third.path) / "f.txt").read_text() == "x\n"

@@ -7,6 +7,7 @@ Every command is one IPC call (see :mod:`tundra.tasks.api`); `task logs --follow
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 import time
@@ -23,6 +24,11 @@ _LANES = ["critical", "standard", "experimental"]
 _STATES = ["queued", "running", "waiting", "review", "done", "failed", "cancelled", "interrupted"]
 
 
+def _rpc(c: BlockingClient, method: str, params: Any = None) -> Any:
+    result: Any = c.call(method, params)
+    return result
+
+
 def _json(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
 
@@ -35,10 +41,19 @@ def _add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--agent", default="", help="agent preset (see `tundra agents ls`)")
     p.add_argument("--lane", choices=_LANES, default="standard")
     p.add_argument("--priority", type=int, default=0, help="higher runs first within a lane")
-    p.add_argument("--approve", dest="approve", action="store_true", default=True,
-                   help="require review + `task approve` before merging (default)")
-    p.add_argument("--no-approve", dest="approve", action="store_false",
-                   help="merge automatically when the agent succeeds")
+    p.add_argument(
+        "--approve",
+        dest="approve",
+        action="store_true",
+        default=True,
+        help="require review + `task approve` before merging (default)",
+    )
+    p.add_argument(
+        "--no-approve",
+        dest="approve",
+        action="store_false",
+        help="merge automatically when the agent succeeds",
+    )
     p.add_argument("--max-attempts", type=int, default=0)
     p.add_argument("--timeout", type=float, default=0.0, help="seconds per attempt")
     p.add_argument("--hold", action="store_true", help="add it paused (run with `task resume`)")
@@ -189,7 +204,9 @@ def _read_prompt(args: argparse.Namespace) -> str:
         try:
             return Path(args.prompt_file).read_text()
         except OSError as exc:
-            raise UsageError(f"cannot read prompt file {args.prompt_file}: {exc.strerror}") from None
+            raise UsageError(
+                f"cannot read prompt file {args.prompt_file}: {exc.strerror}"
+            ) from None
     return str(args.prompt or "")
 
 
@@ -208,13 +225,13 @@ def cmd_add(args: argparse.Namespace) -> int:
         "held": args.hold,
     }
     with BlockingClient() as c:
-        task = c.call("task.add", params)
+        task = _rpc(c, "task.add", params)
     return emit(args, task, lambda t: f"queued {t['id']}: {t['title']} (agent {t['preset']})")
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
     with BlockingClient() as c:
-        r = c.call("task.list", {"state": args.state, "limit": args.limit})
+        r = _rpc(c, "task.list", {"state": args.state, "limit": args.limit})
     return emit(args, r, _human_list)
 
 
@@ -229,16 +246,17 @@ def _human_show(r: dict[str, Any]) -> str:
 
 def cmd_show(args: argparse.Namespace) -> int:
     with BlockingClient() as c:
-        task = c.call("task.get", {"id": args.id})
-        events = c.call("task.history", {"id": task["id"]})["events"]
+        task = _rpc(c, "task.get", {"id": args.id})
+        events = _rpc(c, "task.history", {"id": task["id"]})["events"]
     return emit(args, {"task": task, "events": events}, _human_show)
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
     out = sys.stdout.buffer
-    with BlockingClient() as c, c.stream(
-        "task.logs", {"id": args.id, "follow": args.follow}
-    ) as items:
+    with (
+        BlockingClient() as c,
+        c.stream("task.logs", {"id": args.id, "follow": args.follow}) as items,
+    ):
         for item in items:
             if item.get("type") == "output":
                 out.write(item["data"])
@@ -248,25 +266,25 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 def cmd_simple(args: argparse.Namespace) -> int:
     with BlockingClient(timeout=120) as c:
-        task = c.call(args.method, {"id": args.id})
+        task = _rpc(c, args.method, {"id": args.id})
     return emit(args, task, _human_task)
 
 
 def cmd_reject(args: argparse.Namespace) -> int:
     with BlockingClient() as c:
-        task = c.call("task.reject", {"id": args.id, "reason": args.reason, "cancel": args.cancel})
+        task = _rpc(c, "task.reject", {"id": args.id, "reason": args.reason, "cancel": args.cancel})
     return emit(args, task, _human_task)
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
     with BlockingClient() as c:
-        d = c.call("task.diff", {"id": args.id})
+        d = _rpc(c, "task.diff", {"id": args.id})
     return emit(args, d, lambda d: d["stat"] if args.stat else (d["diff"] or "(no changes)"))
 
 
 def cmd_nudge(args: argparse.Namespace) -> int:
     with BlockingClient() as c:
-        c.call("task.nudge", {"id": args.id, "text": args.text})
+        _rpc(c, "task.nudge", {"id": args.id, "text": args.text})
     return 0
 
 
@@ -274,26 +292,28 @@ def cmd_hook(args: argparse.Namespace) -> int:
     if args.id:
         return cmd_show(args)
     with BlockingClient() as c:
-        running = c.call("task.list", {"state": "running"})["tasks"]
-        waiting = c.call("task.list", {"state": "waiting"})["tasks"]
+        running = _rpc(c, "task.list", {"state": "running"})["tasks"]
+        waiting = _rpc(c, "task.list", {"state": "waiting"})["tasks"]
     return emit(args, {"tasks": running + waiting}, _human_list)
 
 
 def cmd_attach(args: argparse.Namespace) -> int:
     with BlockingClient() as c:
-        info = c.call("task.attach-info", {"id": args.id})
+        info = _rpc(c, "task.attach-info", {"id": args.id})
     if not info["terminal_id"] or not info["alive"]:
         raise UsageError(
             f"task {info['id']} has no live agent terminal (state {info['state']})",
             hint=f"see its output with `tundra task logs {info['id']}`",
         )
     try:
-        from tundra.cli import term as term_cli
+        term_cli: Any = importlib.import_module("tundra.cli.term")
     except ImportError:
-        term_cli = None  # type: ignore[assignment]
-    attach = getattr(term_cli, "attach_terminal", None) if term_cli is not None else None
+        term_cli = None
+    attach = getattr(term_cli, "attach_terminal", None)
     if attach is None:
-        print(f"agent terminal: {info['terminal_id']}  (attach with `tundra attach {info['terminal_id']}`)")
+        print(
+            f"agent terminal: {info['terminal_id']}  (attach with `tundra attach {info['terminal_id']}`)"
+        )
         return 0
     return int(attach(info["terminal_id"]))
 
@@ -312,5 +332,5 @@ def cmd_queue(args: argparse.Namespace) -> int:
     if args.method == "queue.drain":
         params["timeout_secs"] = args.timeout
     with BlockingClient(timeout=max(30.0, getattr(args, "timeout", 0.0) + 10)) as c:
-        q = c.call(args.method, params)
+        q = _rpc(c, args.method, params)
     return emit(args, q, _human_queue)
