@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
 import msgspec
 
 from tundra.cli.output import emit
-from tundra.errors import TundraError
+from tundra.errors import TundraError, UsageError
 from tundra.service.manager import (
     Action,
     ServicePlan,
@@ -135,6 +136,11 @@ def cmd_service(args: argparse.Namespace) -> int:
         ctx = build_context(scope, manager=manager if manager != "none" else "systemd", env={})
     if not args.dry_run:
         require_manager(manager, scope, ctx)
+        if scope == "system" and os.geteuid() != 0:
+            raise UsageError(
+                "--system units are managed by root",
+                hint=f"sudo {sys.executable} -m tundra service {action} --system",
+            )
     p = plan(action, ctx, manager=manager, bridge=args.bridge)  # type: ignore[arg-type]
     if args.dry_run:
         return emit(

@@ -185,6 +185,14 @@ def _common_env(ctx: UnitContext) -> list[str]:
     ]
 
 
+def _network(ctx: UnitContext, after: str) -> list[str]:
+    """Order after ``after``; system units also wait for the network (user managers have no
+    network-online.target)."""
+    if ctx.scope == "system":
+        return [f"After={after} network-online.target", "Wants=network-online.target"]
+    return [f"After={after}"]
+
+
 def _account(ctx: UnitContext) -> list[str]:
     if ctx.scope != "system":
         return []
@@ -223,10 +231,10 @@ def _daemon_service(ctx: UnitContext) -> str:
             "",
             "[Unit]",
             "Description=Tundra daemon (AI coding agents and terminals)",
-            "Documentation=https://github.com/tundra/tundra/blob/main/docs/operations.md",
             f"Requires={DAEMON_SOCKET}",
-            f"After={DAEMON_SOCKET} network-online.target",
-            "Wants=network-online.target",
+        ],
+        _network(ctx, DAEMON_SOCKET),
+        [
             f"StartLimitIntervalSec={START_LIMIT_INTERVAL_SECS}",
             f"StartLimitBurst={START_LIMIT_BURST}",
             "",
@@ -299,10 +307,10 @@ def _bridge_service(ctx: UnitContext) -> str:
             "",
             "[Unit]",
             "Description=Tundra bridge (HTTP + WebSocket front of the daemon)",
-            "Documentation=https://github.com/tundra/tundra/blob/main/docs/operations.md",
             f"BindsTo={DAEMON_SERVICE}",
-            f"After={DAEMON_SERVICE} network-online.target",
-            "Wants=network-online.target",
+        ],
+        _network(ctx, DAEMON_SERVICE),
+        [
             f"StartLimitIntervalSec={START_LIMIT_INTERVAL_SECS}",
             f"StartLimitBurst={START_LIMIT_BURST}",
             "",
