@@ -81,11 +81,42 @@ def _error_from_reply(reply: ErrorReply) -> TundraError:
     return TundraError.from_wire(reply.code, reply.message, reply.hint, reply.details)
 
 
+class _Unary:
+    """Where one unary call's reply lands (an Event is much cheaper than a channel)."""
+
+    __slots__ = ("event", "value")
+
+    def __init__(self) -> None:
+        self.event = trio.Event()
+        self.value: ServerFrame | BaseException | None = None
+
+    async def deliver(self, msg: ServerFrame | BaseException) -> None:
+        self.fail(msg)
+
+    def fail(self, msg: ServerFrame | BaseException) -> None:
+        if self.value is None:
+            self.value = msg
+            self.event.set()
+
+
 class _Pending:
-    __slots__ = ("send", "recv", "item_type")
+    """A stream's items, bounded: a slow consumer applies backpressure to the connection."""
+
+    __slots__ = ("send", "recv")
 
     def __init__(self, buffer: int) -> None:
         self.send, self.recv = trio.open_memory_channel[ServerFrame | BaseException](buffer)
+
+    async def deliver(self, msg: ServerFrame | BaseException) -> None:
+        await self.send.send(msg)
+
+    def fail(self, msg: ServerFrame | BaseException) -> None:
+        try:
+            self.send.send_nowait(msg)
+        except trio.WouldBlock:
+            self.send.close()
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            pass
 
 
 class ClientStream:
@@ -127,7 +158,7 @@ class Client:
         self.path = path
         self._stream = stream
         self._ids = itertools.count(1)
-        self._pending: dict[int, _Pending] = {}
+        self._pending: dict[int, _Pending | _Unary] = {}
         self._send_lock = trio.Lock()
         self._closed: BaseException | None = None
         self.server_hello: Hello | None = None
@@ -187,7 +218,7 @@ class Client:
         finally:
             self._closed = err
             for p in list(self._pending.values()):
-                p.send.send_nowait(err) if _has_room(p) else p.send.close()
+                p.fail(err)
             self._pending.clear()
 
     async def _dispatch(self, msg: ServerFrame) -> None:
@@ -195,8 +226,7 @@ class Client:
             # Connection-level error: fail everything in flight with it.
             self._closed = _error_from_reply(msg)
             for p in list(self._pending.values()):
-                if _has_room(p):
-                    p.send.send_nowait(msg)
+                p.fail(msg)
             self._pending.clear()
             return
         rid = getattr(msg, "id", None)
@@ -208,7 +238,7 @@ class Client:
         if not isinstance(msg, StreamItem):
             self._pending.pop(rid, None)
         try:
-            await pending.send.send(msg)
+            await pending.deliver(msg)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self._pending.pop(rid, None)
 
@@ -222,21 +252,22 @@ class Client:
     ) -> T:
         """Send one request and wait for its result (raises the daemon's typed error)."""
         rid = next(self._ids)
-        pending = _Pending(1)
+        pending = _Unary()
         self._pending[rid] = pending
         try:
             await self._send(Request(id=rid, method=method, params=_encode_params(params)))
             if timeout is None:
-                msg = await pending.recv.receive()
+                await pending.event.wait()
             else:
                 with trio.move_on_after(timeout) as cs:
-                    msg = await pending.recv.receive()
+                    await pending.event.wait()
                 if cs.cancelled_caught:
                     raise DaemonNotResponding(
                         f"daemon not responding (`{method}` got no reply within {timeout:g}s)"
                     )
         finally:
             self._pending.pop(rid, None)
+        msg = pending.value
         if isinstance(msg, Response):
             return cast(T, msgspec.msgpack.decode(msg.result, type=result_type))
         if isinstance(msg, ErrorReply):
@@ -269,10 +300,6 @@ class Client:
 
     async def aclose(self) -> None:
         await self._stream.aclose()
-
-
-def _has_room(p: _Pending) -> bool:
-    return p.send.statistics().current_buffer_used < p.send.statistics().max_buffer_size
 
 
 @asynccontextmanager
