@@ -25,7 +25,7 @@ from tundra.errors import TundraError
 from tundra.ipc.client import Client, open_client
 from tundra.ipc.errors import DaemonNotRunning, IpcError
 
-__all__ = ["DaemonLink", "is_connection_error", "EVENT_BUFFER"]
+__all__ = ["DaemonLink", "is_connection_error", "connection_failure", "EVENT_BUFFER"]
 
 log = logging.getLogger("tundra.bridge.ipc")
 
@@ -38,6 +38,24 @@ _CONNECTION_CODES = frozenset(
     {"daemon.unavailable", "daemon.not_responding", "ipc.connection_lost", "ipc.error", "ipc.permission_denied",
      "ipc.protocol_mismatch"}
 )
+
+
+def connection_failure(exc: BaseException) -> BaseException | None:
+    """The error inside ``exc`` (possibly an exception group) that ended a connection.
+
+    None when ``exc`` holds something else (a bug or a cancellation) that must propagate.
+    """
+    if isinstance(exc, BaseExceptionGroup):
+        found: BaseException | None = None
+        for e in exc.exceptions:
+            leaf = connection_failure(e)
+            if leaf is None:
+                return None
+            found = found or leaf
+        return found
+    if isinstance(exc, (TundraError, OSError)):
+        return exc
+    return None
 
 
 def is_connection_error(exc: BaseException) -> bool:
@@ -85,10 +103,11 @@ class DaemonLink:
                 async with open_client(self.socket_path) as client:
                     await self._serve(client)
                 reason = "daemon closed the connection"
-            except TundraError as exc:
-                reason = exc.message
-            except OSError as exc:
-                reason = str(exc)
+            except (TundraError, OSError, BaseExceptionGroup) as exc:
+                leaf = connection_failure(exc)
+                if leaf is None:
+                    raise
+                reason = leaf.message if isinstance(leaf, TundraError) else str(leaf)
             was_up = self._client is not None
             self._lost()
             self.last_error = reason
@@ -119,20 +138,24 @@ class DaemonLink:
         self.metrics.daemon_up = 1
         self._up.set()
         log.info("connected to the daemon", extra={"fields": {"socket": str(client.path)}})
-        try:
-            async with client.stream("events.subscribe", {"topics": []}) as events:
-                async for ev in events:
-                    if isinstance(ev, dict):
-                        self._fan_out(ev)
-        except TundraError as exc:
-            if is_connection_error(exc):
-                raise
-            # The event stream is unavailable (older daemon) or was dropped as lagged:
-            # fall back to watching the connection with a cheap periodic call.
-            log.warning("daemon event stream ended: %s", exc.message)
-            while True:
-                await trio.sleep(2.0)
-                await client.call("daemon.status", {}, timeout=self.call_timeout)
+        while True:
+            try:
+                async with client.stream("events.subscribe", {"topics": []}) as events:
+                    async for ev in events:
+                        if isinstance(ev, dict):
+                            self._fan_out(ev)
+                return  # the stream ended: the daemon is going away
+            except TundraError as exc:
+                if is_connection_error(exc):
+                    raise
+                if exc.code != "ipc.lagged":
+                    break
+                log.warning("daemon event stream lagged; subscribing again")
+        # No event stream on this daemon: watch the connection with a cheap periodic call.
+        log.warning("daemon has no event stream; polling it instead")
+        while True:
+            await trio.sleep(2.0)
+            await client.call("ping", {}, timeout=self.call_timeout)
 
     def _lost(self) -> None:
         self._client = None

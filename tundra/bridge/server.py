@@ -22,7 +22,7 @@ import trio
 from trio_websocket import wrap_server_stream
 
 from tundra.bridge.auth import BridgeAuth, load_or_create_token
-from tundra.bridge.daemon_link import DaemonLink
+from tundra.bridge.daemon_link import DaemonLink, connection_failure
 from tundra.bridge.errors import (
     BadRequest,
     HeadersTooLarge,
@@ -105,6 +105,7 @@ class BridgeApp:
         self.port = options.port
         self._connections = 0
         self._state_file = paths.run_dir / "bridge.json"
+        self._grace_expired: dict[str, None] = {}
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -188,8 +189,13 @@ class BridgeApp:
             pass
 
     async def _log_terminal_events(self) -> None:
-        """Log terminal status transitions the way the seed's examples show them."""
+        """Log terminal status transitions the way the seed's examples show them.
+
+        Also remembers which terminals died because the reconnect grace expired (the daemon's
+        TerminalInfo only carries the exit status), so a late reconnect gets that reason.
+        """
         last: dict[str, str] = {}
+        since: dict[str, float] = {}
         grace = self.config.terminals.reconnect_grace_secs
         while True:
             if not await self.link.wait_connected(3600):
@@ -204,9 +210,12 @@ class BridgeApp:
                         tid, status = str(data["id"]), str(data.get("status", ""))
                         if topic == "terminal.removed":
                             last.pop(tid, None)
+                            since.pop(tid, None)
                             continue
                         prev = last.get(tid)
                         last[tid] = status
+                        if data.get("disconnected_since"):
+                            since[tid] = float(data["disconnected_since"])
                         if not status or prev == status or prev is None and topic != "terminal.status":
                             continue
                         fields = {"terminal_id": tid}
@@ -215,12 +224,18 @@ class BridgeApp:
                             if not data.get("persistent", True):
                                 ws_log.debug("Buffering output for %g-second grace period", grace, extra={"fields": fields})
                         elif status == "dead":
-                            if prev == "disconnected" and not data.get("persistent", True):
+                            away = time.time() - since.get(tid, time.time())
+                            if prev == "disconnected" and not data.get("persistent", True) and away >= grace * 0.9:
+                                self._grace_expired[tid] = None
+                                while len(self._grace_expired) > 1000:
+                                    self._grace_expired.pop(next(iter(self._grace_expired)))
                                 ws_log.error("Grace period expired (%gs) without reconnection", grace, extra={"fields": fields})
                                 ws_log.info("Killing PTY process for terminal %s", tid, extra={"fields": fields})
                             ws_log.debug("Status transition: %s → Dead", _status_word(prev or "active"), extra={"fields": fields})
-            except TundraError:
-                pass
+                            since.pop(tid, None)
+            except (TundraError, BaseExceptionGroup) as exc:
+                if connection_failure(exc) is None:
+                    raise
             await trio.sleep(0.1)
 
     # ------------------------------------------------------------- connections
@@ -429,6 +444,8 @@ class BridgeApp:
                         raise BadRequest("since must be a non-negative integer")
                 info = await self.link.call("term.get", {"id": parts[2]})
                 if info.get("status") == "dead":
+                    if info.get("id") in self._grace_expired:
+                        info["exit_reason"] = "grace_expired"
                     ws_log.warning("Reconnect attempt received, returning 410 Gone", extra={"fields": {"terminal_id": info.get("id")}})
                     raise _Gone(TundraError.from_wire("terminal.dead", dead_message(info), None, {
                         "exit_code": info.get("exit_code"), "exit_signal": info.get("exit_signal")}))

@@ -64,9 +64,7 @@ _msg_decoder = msgspec.json.Decoder(_ClientMessage)
 def dead_message(info: dict[str, Any], grace: float | None = None) -> str:
     """The 410 text for a dead terminal: grace expiry or its exit status."""
     code, sig = info.get("exit_code"), info.get("exit_signal")
-    if info.get("exit_reason") == "grace_expired" or (
-        not info.get("persistent", True) and info.get("disconnected_since") is not None and code is None
-    ):
+    if info.get("exit_reason") in ("grace_expired", "reconnect grace expired"):
         return "terminal is dead (grace period expired)"
     if code is not None:
         return f"terminal is dead (exit code {code})"
@@ -220,6 +218,9 @@ class TerminalSocket:
         params: dict[str, Any] = {"id": self.terminal_id}
         if self.since is not None:
             params["since"] = self.since
+            # State the resume point first, so a client can trust it before any output.
+            self.queue.put_control({"type": "offset", "offset": self.since})
+            self.queued_offset = self.since
         async with client.stream("term.attach", params) as stream:
             async for item in stream:
                 kind = item.get("type") if isinstance(item, dict) else None
