@@ -3,6 +3,9 @@ and error it produces exactly as they would the real services'."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 import anthropic
 import openai
 import pytest
@@ -12,12 +15,26 @@ from tests.fakes.fake_llm import FakeLLM
 MSG = [{"role": "user", "content": "Say hi"}]
 
 
-def _anthropic(fake: FakeLLM) -> anthropic.Anthropic:
-    return anthropic.Anthropic(api_key="sk-ant-x", base_url=fake.url, max_retries=0, timeout=5)
+_CLIENTS: list[anthropic.Anthropic | openai.OpenAI] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_sdk_clients() -> Iterator[None]:
+    yield
+    while _CLIENTS:
+        _CLIENTS.pop().close()
+
+
+def _anthropic(fake: FakeLLM, **kw: Any) -> anthropic.Anthropic:
+    c = anthropic.Anthropic(api_key="sk-ant-x", base_url=fake.url, **{"max_retries": 0, "timeout": 5, **kw})
+    _CLIENTS.append(c)
+    return c
 
 
 def _openai(fake: FakeLLM) -> openai.OpenAI:
-    return openai.OpenAI(api_key="sk-x", base_url=fake.url + "/v1", max_retries=0, timeout=5)
+    c = openai.OpenAI(api_key="sk-x", base_url=fake.url + "/v1", max_retries=0, timeout=5)
+    _CLIENTS.append(c)
+    return c
 
 
 def test_anthropic_sdk_message_and_stream(fake: FakeLLM) -> None:
@@ -74,7 +91,7 @@ def test_anthropic_sdk_sees_error_event_inside_200_stream(fake: FakeLLM) -> None
 
 def test_anthropic_sdk_retries_honour_retry_after_ms(fake: FakeLLM) -> None:
     fake.push({"status": 529, "headers": {"retry-after-ms": "10"}}, {"text": "recovered"})
-    c = anthropic.Anthropic(api_key="k", base_url=fake.url, max_retries=1, timeout=5)
+    c = _anthropic(fake, max_retries=1)
     m = c.messages.create(model="m", max_tokens=8, messages=MSG)  # type: ignore[arg-type]
     assert m.content[0].text == "recovered"  # type: ignore[union-attr]
     assert len(fake.requests) == 2
@@ -143,6 +160,7 @@ def test_standalone_script_file(tmp_path: object) -> None:
         line = proc.stdout.readline()
         url = line.strip().rsplit(" ", 1)[-1]
         c = anthropic.Anthropic(api_key="k", base_url=url, max_retries=0, timeout=5)
+        _CLIENTS.append(c)
         first = c.messages.create(model="m", max_tokens=8, messages=MSG)  # type: ignore[arg-type]
         assert first.content[0].type == "tool_use"
         tool_id = first.content[0].id
