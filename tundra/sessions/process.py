@@ -448,7 +448,9 @@ class PtyProcess:
             await self.wait_exit()
         # Signals are asynchronous: wait (bounded) until every process seen is gone or a
         # zombie, then reap those re-parented to us (the daemon is their subreaper).
-        await trio.to_thread.run_sync(proctable.reap_when_gone, sorted(seen), 2.0)
+        await trio.to_thread.run_sync(
+            proctable.reap_when_gone, sorted(seen), 2.0, (self.sid,), self.pid
+        )
         return leftovers
 
     def __repr__(self) -> str:

@@ -185,10 +185,13 @@ def reap_adopted_zombies(
     return reaped
 
 
-def reap_when_gone(pids: Iterable[int], timeout: float) -> list[int]:
+def reap_when_gone(
+    pids: Iterable[int], timeout: float, sids: Iterable[int] = (), exclude: int = 0
+) -> list[int]:
     """Wait (blocking, bounded) until ``pids`` have exited, then reap our zombie children.
 
     Signals are asynchronous: a killed process lingers a moment before it is a zombie.
+    Zombie children whose session is in ``sids`` are reaped too (a zombie keeps its sid).
     """
     pids = list(pids)
     pending = list(pids)
@@ -199,9 +202,12 @@ def reap_when_gone(pids: Iterable[int], timeout: float) -> list[int]:
             time.sleep(0.01)
     me = os.getpid()
     reaped: list[int] = []
-    for pid in pids:
-        st = read_stat(pid)
-        if st is not None and st.state == "Z" and st.ppid == me:
+    wanted, sid_set = set(pids), set(sids)
+    for st in iter_stats():
+        if st.pid == exclude:
+            continue  # owned by a Popen: reaping it here would steal its exit status
+        if st.state == "Z" and st.ppid == me and (st.pid in wanted or st.sid in sid_set):
+            pid = st.pid
             try:
                 if os.waitpid(pid, os.WNOHANG)[0]:
                     reaped.append(pid)
@@ -210,13 +216,13 @@ def reap_when_gone(pids: Iterable[int], timeout: float) -> list[int]:
     return reaped
 
 
-def become_subreaper() -> bool:
+def become_subreaper(on: bool = True) -> bool:
     """Make orphaned descendants re-parent to this process (Linux), so it can reap them."""
     if not HAVE_PROC:
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        ok = bool(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+        ok = bool(libc.prctl(_PR_SET_CHILD_SUBREAPER, int(on), 0, 0, 0) == 0)
     except (OSError, AttributeError):
         return False
     if not ok:

@@ -139,6 +139,9 @@ class TerminalService:
             store_send.close()
             with trio.CancelScope(shield=True):
                 await self._reap_zombies()
+                if self._subreaper:
+                    proctable.become_subreaper(False)
+                    self._subreaper = False
                 if self.orphans_file is not None:
                     with trio.move_on_after(5):
                         await self._write_record()

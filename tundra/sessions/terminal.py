@@ -126,6 +126,8 @@ class Subscription:
 
     async def receive(self) -> AttachItem:
         """The next item (consecutive output merged); EndOfChannel after ``exit``/close."""
+        if self._items:
+            await trio.lowlevel.checkpoint()
         while not self._items:
             if self.lagged:
                 raise self._lagged_error()
@@ -135,7 +137,6 @@ class Subscription:
             await self._wake.wait()
         if self.lagged:
             raise self._lagged_error()
-        await trio.lowlevel.checkpoint()
         item = self._items.popleft()
         if isinstance(item, OutputItem):
             parts = [item.data]
@@ -443,8 +444,11 @@ class Terminal:
                 if not self.proc.exited:
                     log.error("terminal child did not die", extra={"fields": {"id": self.id}})
                 self._mark_dead()
-                if on_dead is not None:
-                    await on_dead(self)
+                try:
+                    if on_dead is not None:
+                        await on_dead(self)
+                finally:
+                    self._dead.set()
 
     def _mark_dead(self) -> None:
         if self.is_dead:
@@ -468,7 +472,6 @@ class Terminal:
         for sub in list(self._subs):
             sub._finish()
         self._subs.clear()
-        self._dead.set()
         self._changed()
         self._emit("terminal.status")
         self._emit("terminal.exit")
