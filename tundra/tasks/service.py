@@ -59,6 +59,25 @@ def output_tail(data: bytes, lines: int = _TAIL_LINES) -> str:
     return "\n".join(kept[-lines:])
 
 
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for e in exc.exceptions for leaf in _leaves(e)]
+    return [exc]
+
+
+def _is_tundra(exc: BaseException) -> bool:
+    return all(isinstance(e, TundraError) for e in _leaves(exc))
+
+
+def _describe(exc: BaseException) -> str:
+    """The message of the (first) TundraError inside ``exc``, else a generic description."""
+    leaves = _leaves(exc)
+    for e in leaves:
+        if isinstance(e, TundraError):
+            return e.message
+    return f"internal error: {type(leaves[0]).__name__}: {leaves[0]}"
+
+
 class _Run:
     """Book-keeping of one active attempt."""
 
@@ -366,10 +385,21 @@ class TaskService:
                     self._spawning -= 1
                     spawned = True
                 await self._supervise(task, run, proc, preset)
-        except TundraError as exc:
-            self.last_error = str(exc)
-            if task.state in ("running", "waiting"):
-                await self._fail(task, str(exc))
+        except Exception as exc:
+            # A failed attempt (or a bug) fails this task, never the daemon.
+            reason = _describe(exc)
+            if not _is_tundra(exc):
+                log.exception("task %s: unexpected error in the runner", task.id)
+            self.last_error = reason
+            with trio.CancelScope(shield=True):
+                if run.proc is not None:
+                    with trio.move_on_after(30):
+                        await run.proc.kill()
+                if task.state in ("running", "waiting"):
+                    try:
+                        await self._fail(task, reason)
+                    except TundraError as exc2:
+                        log.error("task %s: could not record failure: %s", task.id, exc2)
         finally:
             if not spawned:
                 self._spawning -= 1
