@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import trio
 
 from tests.support import REPO, short_tempdir, start_daemon, wait_for
@@ -270,3 +271,28 @@ def test_doctor_never_prints_key_values(tmp_path: Path) -> None:
     )
     assert secret not in proc.stdout + proc.stderr
     assert "ANTHROPIC_API_KEY" in proc.stdout
+
+
+def test_doctor_reports_stale_socket_lock_and_a_readable_bridge_token() -> None:
+    home = short_tempdir("dr")
+    _prepare_home(home)
+    sock = home / "d.sock"
+    # A socket file nobody listens on (a daemon killed with -9 leaves one).
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(str(sock))
+    s.close()
+    sock.chmod(0o600)
+    # A lock naming a process that is gone; nobody holds the flock.
+    (home / "daemon.lock").write_text(json.dumps({"pid": 999999, "socket": str(sock)}))
+    token = home / "bridge.token"
+    token.write_text("t" * 32)
+    token.chmod(0o644)
+    env = {"TUNDRA_HOME": str(home), "TUNDRA_SOCKET": str(sock)}
+    report = run_doctor(TundraPaths(home), env=env, options=DoctorOptions(offline=True))
+    by = {c.name: c for c in report.checks}
+    assert by["socket"].status == "warn" and "stale socket" in by["socket"].summary
+    assert f"rm {sock}" in by["socket"].fix
+    assert by["lock"].status == "warn" and "pid 999999" in by["lock"].summary
+    [token_check] = [c for c in report.checks if c.name == "bridge" and c.status == "fail"]
+    assert "mode 0644" in token_check.summary and "chmod 600" in token_check.fix
+    assert "t" * 32 not in json.dumps(msgspec.to_builtins(report))

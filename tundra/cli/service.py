@@ -21,7 +21,7 @@ from tundra.service.manager import (
     status,
 )
 from tundra.service.platform import Manager, probe_manager
-from tundra.service.units import Scope
+from tundra.service.units import DAEMON_SERVICE, LAUNCHD_DAEMON_LABEL, Scope
 
 __all__ = ["register"]
 
@@ -118,7 +118,8 @@ def cmd_service(args: argparse.Namespace) -> int:
         units = status(manager, scope)
         data = {"manager": manager, "scope": scope, "units": units}
         emit(args, data, _human_status)
-        return 0 if any(u.active == "active" for u in units) else 1
+        daemon_units = (DAEMON_SERVICE, LAUNCHD_DAEMON_LABEL)
+        return 0 if any(u.unit in daemon_units and u.active == "active" for u in units) else 1
     ctx = None
     try:
         ctx = build_context(
