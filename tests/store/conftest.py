@@ -62,7 +62,12 @@ def mariadb_private(mariadb_template: Path) -> Iterator[MariaDB]:
 
 
 def store_config(**store_fields: object) -> Config:
-    base = {"password_env": PW_ENV, "write_retry_secs": 5.0, "backoff_base_secs": 0.05, "backoff_max_secs": 0.5}
+    base = {
+        "password_env": PW_ENV,
+        "write_retry_secs": 5.0,
+        "backoff_base_secs": 0.05,
+        "backoff_max_secs": 0.5,
+    }
     base.update(store_fields)
     return Config(store=msgspec.convert(base, StoreConfig))
 
@@ -77,7 +82,9 @@ def engine_kind(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def db_target(engine_kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> dict[str, object]:
+def db_target(
+    engine_kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> dict[str, object]:
     """``open_store`` keyword arguments for a fresh database of the parametrized engine."""
     if engine_kind == "sqlite":
         return {"sqlite_path": tmp_path / "t.sqlite3"}

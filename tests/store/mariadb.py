@@ -63,7 +63,9 @@ def install_template(base: Path) -> Path:
         timeout=120,
     )
     if proc.returncode != 0:
-        raise RuntimeError(f"mariadb-install-db failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        raise RuntimeError(
+            f"mariadb-install-db failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+        )
     return datadir
 
 
@@ -109,23 +111,38 @@ class MariaDB:
             "--max-connections=200",
             *_user_args(),
         ]
-        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"mariadbd exited with {self.proc.returncode}:\n{self.log_text()[-3000:]}")
+                raise RuntimeError(
+                    f"mariadbd exited with {self.proc.returncode}:\n{self.log_text()[-3000:]}"
+                )
             if self._socket_answers():
-                conn = pymysql.connect(unix_socket=str(self.socket), user="root", password=self._root_pw(), connect_timeout=5)
+                conn = pymysql.connect(
+                    unix_socket=str(self.socket),
+                    user="root",
+                    password=self._root_pw(),
+                    connect_timeout=5,
+                )
                 break
             else:
                 if time.monotonic() > deadline:
                     self.stop()
-                    raise RuntimeError(f"mariadbd did not accept connections in {timeout}s:\n{self.log_text()[-3000:]}") from None
-                time.sleep(0.05)  # polling a starting server process; not synchronisation between tests
+                    raise RuntimeError(
+                        f"mariadbd did not accept connections in {timeout}s:\n{self.log_text()[-3000:]}"
+                    ) from None
+                time.sleep(
+                    0.05
+                )  # polling a starting server process; not synchronisation between tests
         try:
             if not self._provisioned:
                 with conn.cursor() as cur:
-                    cur.execute("CREATE USER IF NOT EXISTS 'tundra'@'%%' IDENTIFIED BY %s", (ROOT_PASSWORD,))
+                    cur.execute(
+                        "CREATE USER IF NOT EXISTS 'tundra'@'%%' IDENTIFIED BY %s", (ROOT_PASSWORD,)
+                    )
                     cur.execute("GRANT ALL PRIVILEGES ON *.* TO 'tundra'@'%'")
                     cur.execute("FLUSH PRIVILEGES")
                 conn.commit()
@@ -172,7 +189,9 @@ class MariaDB:
             return ""
 
     def admin(self, sql: str) -> list[tuple[object, ...]]:
-        conn = pymysql.connect(unix_socket=str(self.socket), user="root", password=self._root_pw(), connect_timeout=5)
+        conn = pymysql.connect(
+            unix_socket=str(self.socket), user="root", password=self._root_pw(), connect_timeout=5
+        )
         try:
             with conn.cursor() as cur:
                 cur.execute(sql)

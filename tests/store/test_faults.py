@@ -41,7 +41,9 @@ async def test_server_killed_mid_session_reconnects_and_loses_no_acknowledged_wr
     acked: list[str] = []
     refused: list[str] = []
     states: list[str] = []
-    async with open_store(config, TundraPaths(tmp_path), url=server.url("faults"), env={PW_ENV: server.password}) as st:
+    async with open_store(
+        config, TundraPaths(tmp_path), url=server.url("faults"), env={PW_ENV: server.password}
+    ) as st:
         stop = trio.Event()
 
         async def writer(n: int) -> None:
@@ -61,26 +63,36 @@ async def test_server_killed_mid_session_reconnects_and_loses_no_acknowledged_wr
                 nursery.start_soon(writer, n)
             await wait_for(lambda: len(acked) >= 30, timeout=20, message="writes before the crash")
             await trio.to_thread.run_sync(server.kill)
-            await wait_for(lambda: st.state == "unavailable", timeout=20, message="store unavailable")
+            await wait_for(
+                lambda: st.state == "unavailable", timeout=20, message="store unavailable"
+            )
             states.append(st.state)
             assert st.last_error is not None
             assert "MySQL server on '127.0.0.1:" in st.last_error.message
             at_crash = len(acked)
             await trio.to_thread.run_sync(server.start)
             await wait_for(lambda: st.state == "ready", timeout=30, message="store ready again")
-            await wait_for(lambda: len(acked) >= at_crash + 30, timeout=20, message="writes after the restart")
+            await wait_for(
+                lambda: len(acked) >= at_crash + 30, timeout=20, message="writes after the restart"
+            )
             stop.set()
         stored = {t.id for t in await st.tasks.list()}
     missing = set(acked) - stored
     assert not missing, f"acknowledged writes lost: {sorted(missing)[:5]}"
     assert st.reconnects >= 1
-    assert refused == [], "with write_retry_secs=60 every write should have waited for the reconnect"
+    assert refused == [], (
+        "with write_retry_secs=60 every write should have waited for the reconnect"
+    )
 
 
-async def test_write_while_down_fails_loudly_after_retry_window(mariadb_private: MariaDB, tmp_path: Path) -> None:
+async def test_write_while_down_fails_loudly_after_retry_window(
+    mariadb_private: MariaDB, tmp_path: Path
+) -> None:
     server = mariadb_private
     config = store_config(write_retry_secs=0.5, health_check_secs=0.1, backoff_base_secs=0.1)
-    async with open_store(config, TundraPaths(tmp_path), url=server.url("loud"), env={PW_ENV: server.password}) as st:
+    async with open_store(
+        config, TundraPaths(tmp_path), url=server.url("loud"), env={PW_ENV: server.password}
+    ) as st:
         await st.tasks.insert(_task("before"))
         await trio.to_thread.run_sync(server.kill)
         with pytest.raises(StoreUnavailable, match="MySQL server on '127.0.0.1:"):
@@ -94,7 +106,9 @@ async def test_write_while_down_fails_loudly_after_retry_window(mariadb_private:
 async def test_unreachable_server_gives_seed_message_and_hint(tmp_path: Path) -> None:
     port = free_port()
     with pytest.raises(StoreConnectError) as ei:
-        async with open_store(store_config(), TundraPaths(tmp_path), url=f"mysql://root@127.0.0.1:{port}/x", env={}):
+        async with open_store(
+            store_config(), TundraPaths(tmp_path), url=f"mysql://root@127.0.0.1:{port}/x", env={}
+        ):
             pass
     assert str(ei.value).startswith(f"Can't connect to MySQL server on '127.0.0.1:{port}'")
     assert ei.value.hint is not None and "is dolt sql-server running?" in ei.value.hint
@@ -102,7 +116,9 @@ async def test_unreachable_server_gives_seed_message_and_hint(tmp_path: Path) ->
 
 async def test_wrong_password_is_access_denied(mariadb: MariaDB, tmp_path: Path) -> None:
     with pytest.raises(StoreAccessDenied, match=r"^Access denied for user 'tundra'@'127\.0\.0\.1'"):
-        async with open_store(store_config(), TundraPaths(tmp_path), url=mariadb.url("x"), env={PW_ENV: "wrong"}):
+        async with open_store(
+            store_config(), TundraPaths(tmp_path), url=mariadb.url("x"), env={PW_ENV: "wrong"}
+        ):
             pass
 
 
@@ -128,7 +144,9 @@ def test_port_in_use_names_the_holder(tmp_path: Path) -> None:
         with pytest.raises(PortInUse) as ei:
             check_port_free("127.0.0.1", port)
     msg = str(ei.value)
-    assert msg.startswith(f"Address already in use: port {port} is held by {_comm()} (pid {os.getpid()}); set [dolt] port = ")
+    assert msg.startswith(
+        f"Address already in use: port {port} is held by {_comm()} (pid {os.getpid()}); set [dolt] port = "
+    )
     assert msg.endswith(" in config.toml")
 
 
@@ -137,14 +155,20 @@ async def test_daemon_starts_while_store_unreachable_and_reports_it() -> None:
     config = f'[store]\nurl = "mysql://root@127.0.0.1:{port}/db"\nbackoff_base_secs = 0.1\nbackoff_max_secs = 0.2\n'
     async with start_daemon(config=config) as d:
         assert (await d.call("ping"))["pid"] == d.pid
-        st = await wait_for(lambda: _store_status_with_error(d), timeout=15, message="store error reported")
+        st = await wait_for(
+            lambda: _store_status_with_error(d), timeout=15, message="store error reported"
+        )
         assert st["state"] in ("connecting", "unavailable")
-        assert st["last_error"]["message"].startswith(f"Can't connect to MySQL server on '127.0.0.1:{port}'")
+        assert st["last_error"]["message"].startswith(
+            f"Can't connect to MySQL server on '127.0.0.1:{port}'"
+        )
         status = await d.call("status")
         assert status["services"]["store"]["state"] in ("connecting", "unavailable")
 
 
-async def test_daemon_reports_unavailable_when_server_dies_and_recovers(mariadb_private: MariaDB) -> None:
+async def test_daemon_reports_unavailable_when_server_dies_and_recovers(
+    mariadb_private: MariaDB,
+) -> None:
     server = mariadb_private
     config = (
         f'[store]\nurl = "{server.url("daemon_db")}"\npassword_env = "{PW_ENV}"\n'
@@ -153,11 +177,15 @@ async def test_daemon_reports_unavailable_when_server_dies_and_recovers(mariadb_
     async with start_daemon(config=config, env={PW_ENV: server.password}) as d:
         await wait_for(lambda: _store_state(d, "ready"), timeout=20, message="store ready")
         await trio.to_thread.run_sync(server.kill)
-        st = await wait_for(lambda: _store_state(d, "unavailable"), timeout=20, message="store unavailable")
+        st = await wait_for(
+            lambda: _store_state(d, "unavailable"), timeout=20, message="store unavailable"
+        )
         assert "MySQL server on '127.0.0.1:" in st["last_error"]["message"]
         assert (await d.call("ping"))["pid"] == d.pid, "daemon must keep serving IPC"
         await trio.to_thread.run_sync(server.start)
-        st = await wait_for(lambda: _store_state(d, "ready"), timeout=30, message="store ready again")
+        st = await wait_for(
+            lambda: _store_state(d, "ready"), timeout=30, message="store ready again"
+        )
         assert st["reconnects"] >= 1
 
 
@@ -168,7 +196,9 @@ async def test_managed_dolt_port_in_use_is_reported_by_daemon() -> None:
         port = holder.getsockname()[1]
         config = f"[dolt]\nmanage = true\nport = {port}\n[store]\nbackoff_base_secs = 0.1\n"
         async with start_daemon(config=config) as d:
-            st = await wait_for(lambda: _store_status_with_error(d), timeout=15, message="port error reported")
+            st = await wait_for(
+                lambda: _store_status_with_error(d), timeout=15, message="port error reported"
+            )
     assert st["state"] != "ready"
     assert st["last_error"]["code"] == "store.port_in_use"
     assert st["last_error"]["message"].startswith(
@@ -193,21 +223,28 @@ def test_data_dir_not_writable_names_path_owner_and_mode(tmp_path: Path) -> None
     finally:
         ro.chmod(0o755)
     assert proc.returncode == 1, proc.stderr
-    assert f"error: Permission denied (os error 13): data dir {ro} is not writable (owner " in proc.stderr
+    assert (
+        f"error: Permission denied (os error 13): data dir {ro} is not writable (owner "
+        in proc.stderr
+    )
     assert "mode 0555)" in proc.stderr
     assert "hint: " in proc.stderr
 
 
 async def test_managed_dolt_server_runs_and_migrates(tmp_path: Path) -> None:
     if shutil.which("dolt") is None:
-        pytest.skip("dolt is not on PATH (not packaged in Debian); the managed Dolt path is untested here")
+        pytest.skip(
+            "dolt is not on PATH (not packaged in Debian); the managed Dolt path is untested here"
+        )
     port = free_port()
     config = (
         f'[dolt]\nmanage = true\nport = {port}\ndir = "{tmp_path / "dolt"}"\n'
         "[store]\nbackoff_base_secs = 0.2\n"
     )
     async with start_daemon(config=config, env={"HOME": str(tmp_path)}) as d:
-        st = await wait_for(lambda: _store_state(d, "ready"), timeout=60, message="dolt store ready")
+        st = await wait_for(
+            lambda: _store_state(d, "ready"), timeout=60, message="dolt store ready"
+        )
         assert st["engine"] == "dolt" and st["dolt_server"]["running"]
         log = _tundra(d.home, "db", "log", "--json")
         assert "migration v1" in log.stdout
@@ -231,10 +268,15 @@ async def _store_status_with_error(d: object) -> dict[str, object] | None:
     return st if st.get("last_error") else None
 
 
-def _tundra(home: Path, *args: str, wrapper: list[str] | None = None) -> subprocess.CompletedProcess[str]:
+def _tundra(
+    home: Path, *args: str, wrapper: list[str] | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TUNDRA_")}
     env.update(TUNDRA_HOME=str(home), TUNDRA_SOCKET=str(home / "none.sock"), PYTHONPATH=str(REPO))
     return subprocess.run(
         [*(wrapper or []), sys.executable, "-m", "tundra", *args],
-        env=env, capture_output=True, text=True, timeout=60,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )

@@ -75,7 +75,9 @@ def engine(db_target: dict[str, object], tmp_path: Path) -> Iterator[Engine]:
 def tables(engine: Engine) -> set[str]:
     def read(s: Session) -> set[str]:
         if engine.dialect.name == "sqlite":
-            rows = s.query("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite!_%' ESCAPE '!'")
+            rows = s.query(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite!_%' ESCAPE '!'"
+            )
         else:
             rows = s.query("SHOW TABLES")
         return {str(r[0]) for r in rows}
@@ -96,8 +98,16 @@ def test_fresh_database_gets_the_real_schema(engine: Engine) -> None:
     m = Migrator(engine)
     assert m.status().version == 0 and m.status().pending == [1]
     assert m.migrate() == [1]
-    assert {"terminals", "tasks", "task_events", "agent_runs", "profile_usage", "events", "settings",
-            "schema_migrations"} <= tables(engine)
+    assert {
+        "terminals",
+        "tasks",
+        "task_events",
+        "agent_runs",
+        "profile_usage",
+        "events",
+        "settings",
+        "schema_migrations",
+    } <= tables(engine)
     st = m.status()
     assert (st.version, st.pending, st.problem) == (1, [], "")
     assert st.applied[0]["checksum"] == load_migrations()[0].checksum
@@ -134,7 +144,9 @@ def test_database_newer_than_code_is_refused_untouched(engine: Engine, tmp_path:
     Migrator(engine, load_migrations(d)).migrate()
     older = Migrator(engine, load_migrations(write_migrations(tmp_path / "old", M1, M2)))
     before = tables(engine)
-    with pytest.raises(SchemaVersionMismatch, match=r"^Schema version mismatch: expected v2, found v3$"):
+    with pytest.raises(
+        SchemaVersionMismatch, match=r"^Schema version mismatch: expected v2, found v3$"
+    ):
         older.migrate()
     with pytest.raises(SchemaVersionMismatch):
         older.rollback(1)
@@ -147,7 +159,10 @@ def test_changed_checksum_of_applied_migration_is_an_error(engine: Engine, tmp_p
     Migrator(engine, load_migrations(d)).migrate()
     write_migrations(d, M1.replace("VARCHAR(10)", "VARCHAR(11)"), M2)
     m = Migrator(engine, load_migrations(d))
-    with pytest.raises(MigrationChecksumMismatch, match=r"v1 \(first\) was applied with [0-9a-f]{12} but the file now has"):
+    with pytest.raises(
+        MigrationChecksumMismatch,
+        match=r"v1 \(first\) was applied with [0-9a-f]{12} but the file now has",
+    ):
         m.migrate()
     assert "b" not in tables(engine)
 
@@ -158,7 +173,9 @@ def test_rollback_runs_down_migrations(engine: Engine, tmp_path: Path) -> None:
     m.migrate()
     assert m.rollback(1) == [3, 2]
     assert m.status().version == 1
-    assert "b" not in tables(engine) and "c" not in tables(engine) and "w" not in columns(engine, "a")
+    assert (
+        "b" not in tables(engine) and "c" not in tables(engine) and "w" not in columns(engine, "a")
+    )
     assert m.rollback(1) == []
     assert m.migrate() == [2, 3]
     assert m.rollback(0) == [3, 2, 1]
@@ -224,8 +241,18 @@ DROP TABLE IF EXISTS b;
     target = str(db_target.get("url") or db_target.get("sqlite_path"))
     env = dict(os.environ, PYTHONPATH=str(REPO), **(db_target.get("env") or {}))  # type: ignore[arg-type]
     proc = subprocess.Popen(
-        [sys.executable, "-c", _KILL_SCRIPT, "mysql" if mysql else "sqlite", target, str(d), str(marker)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-c",
+            _KILL_SCRIPT,
+            "mysql" if mysql else "sqlite",
+            target,
+            str(d),
+            str(marker),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     try:
         deadline = time.monotonic() + 30
@@ -244,7 +271,9 @@ DROP TABLE IF EXISTS b;
             proc.stdout.close()
     if mysql:
         server = request.getfixturevalue("mariadb")
-        for row in server.admin("SELECT id FROM information_schema.processlist WHERE info LIKE 'SELECT SLEEP%'"):
+        for row in server.admin(
+            "SELECT id FROM information_schema.processlist WHERE info LIKE 'SELECT SLEEP%'"
+        ):
             server.admin(f"KILL {int(row[0])}")  # type: ignore[call-overload]
 
     m = Migrator(engine, load_migrations(d))

@@ -12,15 +12,33 @@ from tundra.store.store import Store
 
 
 def _task(tid: str, **kw: object) -> TaskRecord:
-    return TaskRecord(id=tid, title=f"title {tid}", prompt="fix the bug; 100% please", repo="/r", **kw)  # type: ignore[arg-type]
+    return TaskRecord(
+        id=tid, title=f"title {tid}", prompt="fix the bug; 100% please", repo="/r", **kw
+    )  # type: ignore[arg-type]
 
 
 async def test_task_insert_get_roundtrips_every_field(store: Store) -> None:
     t = TaskRecord(
-        id="t-1", title="Fix ünïcode", prompt="p" * 70_000, repo="/src/x", base_branch="dev",
-        preset="claude", lane=2, priority=5, requires_approval=True, max_attempts=4,
-        timeout_secs=12.5, state="queued", attempts=0, branch="task/t-1", worktree="/w/t-1",
-        terminal_id=None, exit_code=None, result=None, started_at=None, finished_at=None,
+        id="t-1",
+        title="Fix ünïcode",
+        prompt="p" * 70_000,
+        repo="/src/x",
+        base_branch="dev",
+        preset="claude",
+        lane=2,
+        priority=5,
+        requires_approval=True,
+        max_attempts=4,
+        timeout_secs=12.5,
+        state="queued",
+        attempts=0,
+        branch="task/t-1",
+        worktree="/w/t-1",
+        terminal_id=None,
+        exit_code=None,
+        result=None,
+        started_at=None,
+        finished_at=None,
         extra={"labels": ["a", "b"], "n": 1.5, "nested": {"x": None}},
     )
     stored = await store.tasks.insert(t)
@@ -39,10 +57,19 @@ async def test_task_insert_duplicate_id_is_a_conflict(store: Store) -> None:
 async def test_task_update_sets_fields_and_bumps_updated_at(store: Store) -> None:
     first = await store.tasks.insert(_task("u1"))
     new = await store.tasks.update(
-        "u1", state="running", attempts=1, started_at=123.25, requires_approval=True, extra={"k": "v"}
+        "u1",
+        state="running",
+        attempts=1,
+        started_at=123.25,
+        requires_approval=True,
+        extra={"k": "v"},
     )
     assert (new.state, new.attempts, new.started_at, new.requires_approval, new.extra) == (
-        "running", 1, 123.25, True, {"k": "v"},
+        "running",
+        1,
+        123.25,
+        True,
+        {"k": "v"},
     )
     assert new.updated_at >= first.updated_at
     assert new.title == first.title
@@ -101,10 +128,16 @@ async def test_delete_task_removes_its_events_and_runs(store: Store) -> None:
 
 async def test_agent_runs_insert_update_list(store: Store) -> None:
     await store.tasks.insert(_task("a1"))
-    r1 = await store.agent_runs.insert(AgentRunRecord(id="", task_id="a1", attempt=1, preset="claude"))
+    r1 = await store.agent_runs.insert(
+        AgentRunRecord(id="", task_id="a1", attempt=1, preset="claude")
+    )
     assert r1.id and r1.started_at > 0
-    r2 = await store.agent_runs.insert(AgentRunRecord(id="run-2", task_id="a1", attempt=2, extra={"x": 1}))
-    done = await store.agent_runs.update(r1.id, state="failed", exit_code=2, finished_at=5.0, error="boom")
+    r2 = await store.agent_runs.insert(
+        AgentRunRecord(id="run-2", task_id="a1", attempt=2, extra={"x": 1})
+    )
+    done = await store.agent_runs.update(
+        r1.id, state="failed", exit_code=2, finished_at=5.0, error="boom"
+    )
     assert (done.state, done.exit_code, done.error) == ("failed", 2, "boom")
     assert [r.id for r in await store.agent_runs.list("a1")] == [r1.id, r2.id]
     assert (await store.agent_runs.get("run-2")) == r2
@@ -138,18 +171,48 @@ class _FakeTerminalInfo(msgspec.Struct, kw_only=True):
 
 async def test_terminals_upsert_from_struct_or_dict_and_mark_dead(store: Store) -> None:
     info = _FakeTerminalInfo(
-        id="term-1", name="build", argv=["bash", "-lc", "make"], cwd="/src", pid=10, pgid=10,
-        created_at=100.0, last_activity=101.5, rows=40, cols=120, persistent=False,
-        status="active", disconnected_since=None, exit_code=None, exit_signal=None, clients=2, offset=99,
+        id="term-1",
+        name="build",
+        argv=["bash", "-lc", "make"],
+        cwd="/src",
+        pid=10,
+        pgid=10,
+        created_at=100.0,
+        last_activity=101.5,
+        rows=40,
+        cols=120,
+        persistent=False,
+        status="active",
+        disconnected_since=None,
+        exit_code=None,
+        exit_signal=None,
+        clients=2,
+        offset=99,
     )
     await store.terminals.upsert(info)
-    await store.terminals.upsert({"id": "term-2", "argv": ["sh"], "created_at": 200.0, "status": "disconnected",
-                                  "disconnected_since": 201.0})
+    await store.terminals.upsert(
+        {
+            "id": "term-2",
+            "argv": ["sh"],
+            "created_at": 200.0,
+            "status": "disconnected",
+            "disconnected_since": 201.0,
+        }
+    )
     got = await store.terminals.get("term-1")
     assert got is not None
-    assert (got.name, got.argv, got.rows, got.cols, got.persistent, got.pid) == ("build", ["bash", "-lc", "make"], 40, 120, False, 10)
+    assert (got.name, got.argv, got.rows, got.cols, got.persistent, got.pid) == (
+        "build",
+        ["bash", "-lc", "make"],
+        40,
+        120,
+        False,
+        10,
+    )
     # Upsert replaces the row.
-    await store.terminals.upsert(msgspec.structs.replace(info, status="disconnected", disconnected_since=150.0))
+    await store.terminals.upsert(
+        msgspec.structs.replace(info, status="disconnected", disconnected_since=150.0)
+    )
     got = await store.terminals.get("term-1")
     assert got is not None and got.status == "disconnected" and got.disconnected_since == 150.0
     assert await store.terminals.mark_dead("term-1", exit_code=None, exit_signal=9) is True
@@ -167,7 +230,10 @@ async def test_usage_save_load(store: Store) -> None:
     await store.usage.save("p1", {"total_requests": 1, "estimated_spend_usd": 0.25})
     await store.usage.save_many({"p1": {"total_requests": 2}, "p2": {"total_requests": 7}})
     assert await store.usage.load("p1") == {"total_requests": 2}
-    assert await store.usage.load_all() == {"p1": {"total_requests": 2}, "p2": {"total_requests": 7}}
+    assert await store.usage.load_all() == {
+        "p1": {"total_requests": 2},
+        "p2": {"total_requests": 7},
+    }
 
 
 async def test_audit_events_filter_by_topic_prefix_and_subject(store: Store) -> None:
@@ -175,7 +241,10 @@ async def test_audit_events_filter_by_topic_prefix_and_subject(store: Store) -> 
     await store.events.append("task_x.other", {}, subject="t1")  # "_" is not a wildcard
     await store.events.append("terminal.exit", {"code": 0}, subject="term")
     e4 = await store.events.append("task.approved", {"by": "me"}, subject="t2")
-    assert [e.topic for e in await store.events.list(topic_prefix="task.")] == ["task.state", "task.approved"]
+    assert [e.topic for e in await store.events.list(topic_prefix="task.")] == [
+        "task.state",
+        "task.approved",
+    ]
     assert [e.id for e in await store.events.list(subject="t2")] == [e4.id]
     assert len(await store.events.list()) == 4
     assert len(await store.events.list(limit=2)) == 2

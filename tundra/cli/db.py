@@ -33,7 +33,9 @@ def register(subparsers: Any) -> None:
     sub = db.add_subparsers(dest="db_command", metavar="SUBCOMMAND")
     db.set_defaults(func=lambda args: (db.print_help(), 2)[1])
 
-    p = sub.add_parser("status", help="engine, URL (no password), schema version, pending migrations, state")
+    p = sub.add_parser(
+        "status", help="engine, URL (no password), schema version, pending migrations, state"
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
 
@@ -42,7 +44,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_migrate)
 
-    p = sub.add_parser("rollback", help="revert migrations above version N (Dolt: reset to `pre-migration vN+1`)")
+    p = sub.add_parser(
+        "rollback", help="revert migrations above version N (Dolt: reset to `pre-migration vN+1`)"
+    )
     p.add_argument("--to", type=int, required=True, metavar="N")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_rollback)
@@ -52,7 +56,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_log)
 
-    p = sub.add_parser("backup", help="write a backup: SQLite file copy (online) or SQL dump (MySQL engines)")
+    p = sub.add_parser(
+        "backup", help="write a backup: SQLite file copy (online) or SQL dump (MySQL engines)"
+    )
     p.add_argument("path", type=Path)
     p.add_argument("--force", action="store_true", help="overwrite PATH if it exists")
     p.add_argument("--json", action="store_true")
@@ -75,6 +81,7 @@ def _daemon_view() -> dict[str, Any] | None:
     """The running daemon's store status, or None when no daemon answers."""
     from tundra.ipc.client import BlockingClient
 
+    res: Any
     try:
         with BlockingClient(timeout=5) as c:
             res = c.call("store.status")
@@ -94,8 +101,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     try:
         engine.connect()
         st = Migrator(engine).status()
-        out.update(version=st.version, latest=st.latest, pending=st.pending, interrupted=st.interrupted,
-                   problem=st.problem or None, reachable=True)
+        out.update(
+            version=st.version,
+            latest=st.latest,
+            pending=st.pending,
+            interrupted=st.interrupted,
+            problem=st.problem or None,
+            reachable=True,
+        )
         if out["state"] is None:
             out["state"] = "ready" if not st.problem and not st.pending else "unavailable"
     except StoreError as e:
@@ -116,7 +129,9 @@ def _human_status(d: dict[str, Any]) -> str:
         lines.append(f"version     v{d['version']} (code knows v{d['latest']})")
         lines.append(f"pending     {pending}")
         if d.get("interrupted"):
-            lines.append(f"interrupted {', '.join(f'v{v}' for v in d['interrupted'])} (undone by the next migrate)")
+            lines.append(
+                f"interrupted {', '.join(f'v{v}' for v in d['interrupted'])} (undone by the next migrate)"
+            )
         if d.get("problem"):
             lines.append(f"problem     {d['problem']}")
     else:
@@ -126,7 +141,9 @@ def _human_status(d: dict[str, Any]) -> str:
             lines.append(f"hint        {err['hint']}")
     daemon = d.get("daemon")
     if daemon:
-        lines.append(f"daemon      state={daemon.get('state')} reconnects={daemon.get('reconnects')}")
+        lines.append(
+            f"daemon      state={daemon.get('state')} reconnects={daemon.get('reconnects')}"
+        )
         if daemon.get("last_error"):
             lines.append(f"last error  {daemon['last_error'].get('message')}")
     else:
@@ -143,16 +160,22 @@ def cmd_migrate(args: argparse.Namespace) -> int:
             if st.problem:
                 raise StoreError(st.problem)
             sql = migrator.plan_sql()
-            return emit(args, {"pending": st.pending, "sql": sql},
-                        lambda d: d["sql"] or "-- nothing to migrate (schema is current)")
+            return emit(
+                args,
+                {"pending": st.pending, "sql": sql},
+                lambda d: d["sql"] or "-- nothing to migrate (schema is current)",
+            )
         t0 = time.monotonic()
         applied = migrator.migrate()
         st = migrator.status()
         return emit(
             args,
             {"applied": applied, "version": st.version, "seconds": round(time.monotonic() - t0, 3)},
-            lambda d: (f"applied {', '.join(f'v{v}' for v in d['applied'])}; schema now v{d['version']}"
-                       if d["applied"] else f"nothing to migrate; schema is v{d['version']}"),
+            lambda d: (
+                f"applied {', '.join(f'v{v}' for v in d['applied'])}; schema now v{d['version']}"
+                if d["applied"]
+                else f"nothing to migrate; schema is v{d['version']}"
+            ),
         )
     finally:
         engine.close()
@@ -169,8 +192,11 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         return emit(
             args,
             {"reverted": reverted, "version": st.version},
-            lambda d: (f"reverted {', '.join(f'v{v}' for v in d['reverted'])}; schema now v{d['version']}"
-                       if d["reverted"] else f"nothing to roll back; schema is v{d['version']}"),
+            lambda d: (
+                f"reverted {', '.join(f'v{v}' for v in d['reverted'])}; schema now v{d['version']}"
+                if d["reverted"]
+                else f"nothing to roll back; schema is v{d['version']}"
+            ),
         )
     finally:
         engine.close()
@@ -188,7 +214,9 @@ def cmd_log(args: argparse.Namespace) -> int:
     return emit(
         args,
         {"commits": entries},
-        lambda d: "\n".join(f"{c['commit'][:12]}  {c['date']}  {c['message']}" for c in d["commits"]),
+        lambda d: "\n".join(
+            f"{c['commit'][:12]}  {c['date']}  {c['message']}" for c in d["commits"]
+        ),
     )
 
 

@@ -16,6 +16,7 @@ Records are frozen msgspec Structs; change one with ``msgspec.structs.replace``.
 
 from __future__ import annotations
 
+import builtins
 from typing import Any, Literal, Protocol
 
 import msgspec
@@ -152,7 +153,7 @@ class TerminalRepository(Protocol):
 
     async def get(self, terminal_id: str) -> TerminalRecord | None: ...
 
-    async def list(self, *, status: str | None = None) -> list[TerminalRecord]:
+    async def list(self, *, status: str | None = None) -> builtins.list[TerminalRecord]:
         """All terminals (or those with ``status``), oldest first."""
 
     async def mark_dead(
@@ -174,10 +175,12 @@ class TaskRepository(Protocol):
 
     async def get(self, task_id: str) -> TaskRecord | None: ...
 
-    async def list(self, state: str | None = None) -> list[TaskRecord]:
+    async def list(self, state: str | None = None) -> builtins.list[TaskRecord]:
         """All tasks (or those in ``state``), oldest first."""
 
-    async def list_by_state(self, states: list[str] | tuple[str, ...]) -> list[TaskRecord]:
+    async def list_by_state(
+        self, states: builtins.list[str] | tuple[str, ...]
+    ) -> builtins.list[TaskRecord]:
         """Tasks in any of ``states`` (e.g. queued + running at daemon start), oldest first."""
 
     async def delete(self, task_id: str) -> bool:
@@ -185,9 +188,13 @@ class TaskRepository(Protocol):
 
 
 class TaskEventRepository(Protocol):
-    async def append(self, task_id: str, kind: str, data: dict[str, Any] | None = None) -> TaskEventRecord: ...
+    async def append(
+        self, task_id: str, kind: str, data: dict[str, Any] | None = None
+    ) -> TaskEventRecord: ...
 
-    async def list(self, task_id: str, *, since_id: int = 0, limit: int = 1000) -> list[TaskEventRecord]:
+    async def list(
+        self, task_id: str, *, since_id: int = 0, limit: int = 1000
+    ) -> builtins.list[TaskEventRecord]:
         """Events of a task with ``id > since_id``, in append order."""
 
 
@@ -199,7 +206,7 @@ class AgentRunRepository(Protocol):
 
     async def get(self, run_id: str) -> AgentRunRecord | None: ...
 
-    async def list(self, task_id: str) -> list[AgentRunRecord]:
+    async def list(self, task_id: str) -> builtins.list[AgentRunRecord]:
         """Runs of a task by attempt."""
 
 
@@ -217,11 +224,18 @@ class UsageRepository(Protocol):
 
 
 class AuditEventRepository(Protocol):
-    async def append(self, topic: str, data: dict[str, Any] | None = None, *, subject: str = "") -> AuditEventRecord: ...
+    async def append(
+        self, topic: str, data: dict[str, Any] | None = None, *, subject: str = ""
+    ) -> AuditEventRecord: ...
 
     async def list(
-        self, *, topic_prefix: str = "", subject: str | None = None, since_id: int = 0, limit: int = 1000
-    ) -> list[AuditEventRecord]: ...
+        self,
+        *,
+        topic_prefix: str = "",
+        subject: str | None = None,
+        since_id: int = 0,
+        limit: int = 1000,
+    ) -> builtins.list[AuditEventRecord]: ...
 
 
 class SettingsRepository(Protocol):

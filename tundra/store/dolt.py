@@ -17,7 +17,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import trio
 
@@ -87,7 +87,9 @@ class DoltServer:
         check_port_free(self.cfg.host, self.cfg.port)
         dolt = shutil.which("dolt")
         if dolt is None:
-            raise DoltNotFound("dolt not found on PATH: [dolt] manage = true needs the `dolt` binary")
+            raise DoltNotFound(
+                "dolt not found on PATH: [dolt] manage = true needs the `dolt` binary"
+            )
         try:
             self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         except PermissionError:
@@ -97,11 +99,16 @@ class DoltServer:
         if not (self.dir / ".dolt").exists() and not any(self.dir.iterdir()):
             proc = subprocess.run(
                 [dolt, "init", "--name", "Auto Tundra", "--email", "auto@tundra.local"],
-                cwd=self.dir, capture_output=True, text=True, timeout=60,
+                cwd=self.dir,
+                capture_output=True,
+                text=True,
+                timeout=60,
                 env=_dolt_env(self.dir),
             )
             if proc.returncode != 0:
-                raise DoltServerFailed(f"failed to start Dolt SQL server: dolt init: {proc.stderr.strip() or proc.stdout.strip()}")
+                raise DoltServerFailed(
+                    f"failed to start Dolt SQL server: dolt init: {proc.stderr.strip() or proc.stdout.strip()}"
+                )
         return dolt
 
     # -- running -------------------------------------------------------------------------
@@ -142,7 +149,12 @@ class DoltServer:
                 await self._wait_listening(proc)
                 self.running = True
                 self.last_error = None
-                log.info("dolt sql-server listening on %s:%d (pid %d)", self.cfg.host, self.cfg.port, proc.pid)
+                log.info(
+                    "dolt sql-server listening on %s:%d (pid %d)",
+                    self.cfg.host,
+                    self.cfg.port,
+                    proc.pid,
+                )
                 if not started:
                     started = True
                     task_status.started()
@@ -152,7 +164,11 @@ class DoltServer:
                 if time.monotonic() - t0 > 60:
                     delay = self._backoff_base  # it ran fine for a while: restart promptly
                 self.restarts += 1
-                self._fail(DoltServerFailed(f"failed to start Dolt SQL server: it exited with {code}; restarting in {delay:.1f}s"))
+                self._fail(
+                    DoltServerFailed(
+                        f"failed to start Dolt SQL server: it exited with {code}; restarting in {delay:.1f}s"
+                    )
+                )
             except StoreError as e:
                 self._fail(e)
             finally:
@@ -163,9 +179,12 @@ class DoltServer:
             await trio.sleep(delay)
             delay = min(delay * 2, self.cfg.restart_backoff_max_secs)
 
-    async def _spawn(self, dolt: str) -> trio.Process:
+    def _open_log(self) -> BinaryIO:
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
-        out = open(self.log_file, "ab")  # noqa: SIM115 -- handed to the child, closed below
+        return open(self.log_file, "ab")  # noqa: SIM115 -- handed to the child, closed by _spawn
+
+    async def _spawn(self, dolt: str) -> trio.Process:
+        out = await trio.to_thread.run_sync(self._open_log)
         try:
             proc = await trio.lowlevel.open_process(
                 [dolt, "sql-server", "--host", self.cfg.host, "--port", str(self.cfg.port)],
@@ -185,7 +204,11 @@ class DoltServer:
 
 
 def _dolt_env(directory: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("NOTIFY_SOCKET", "LISTEN_", "WATCHDOG_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("NOTIFY_SOCKET", "LISTEN_", "WATCHDOG_"))
+    }
     # Keep dolt's global config (~/.dolt) next to the data instead of in the user's home.
     env.setdefault("DOLT_ROOT_PATH", str(directory.parent / ".dolt-home"))
     return env

@@ -77,7 +77,9 @@ class StorePermissionDenied(StoreError):
     """The seed's ``Permission denied (os error 13)`` on the data directory or database file."""
 
     code = "store.permission_denied"
-    default_hint = "fix the owner/mode (e.g. `chown -R $USER <dir>; chmod 700 <dir>`) or move the store"
+    default_hint = (
+        "fix the owner/mode (e.g. `chown -R $USER <dir>; chmod 700 <dir>`) or move the store"
+    )
 
 
 class StoreNotFound(StoreError):

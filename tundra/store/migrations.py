@@ -139,7 +139,9 @@ def load_migrations(directory: Path | None = None) -> list[Migration]:
     )
     for i, mig in enumerate(found, start=1):
         if mig.version != i:
-            raise ValueError(f"migrations must be numbered 1..N without gaps; found v{mig.version} at position {i}")
+            raise ValueError(
+                f"migrations must be numbered 1..N without gaps; found v{mig.version} at position {i}"
+            )
     return found
 
 
@@ -160,13 +162,18 @@ class Migrator:
             s.execute(_CREATE_PENDING)
 
     def _applied(self, s: Session) -> list[tuple[int, str, str, float]]:
-        rows = s.query("SELECT version, name, checksum, applied_at FROM schema_migrations ORDER BY version")
+        rows = s.query(
+            "SELECT version, name, checksum, applied_at FROM schema_migrations ORDER BY version"
+        )
         return [(int(r[0]), str(r[1]), str(r[2]), float(r[3])) for r in rows]
 
     def _pending_marks(self, s: Session) -> list[int]:
         if not self._mysql:
             return []
-        return [int(r[0]) for r in s.query("SELECT version FROM schema_migrations_pending ORDER BY version")]
+        return [
+            int(r[0])
+            for r in s.query("SELECT version FROM schema_migrations_pending ORDER BY version")
+        ]
 
     def _problem(self, applied: list[tuple[int, str, str, float]]) -> StoreError | None:
         found = max((a[0] for a in applied), default=0)
@@ -178,7 +185,9 @@ class Migrator:
         for version, name, checksum, _ in applied:
             mig = self.by_version.get(version)
             if mig is None:
-                return SchemaVersionMismatch(f"Schema version mismatch: expected v{self.latest}, found v{found}")
+                return SchemaVersionMismatch(
+                    f"Schema version mismatch: expected v{self.latest}, found v{found}"
+                )
             if mig.checksum != checksum:
                 return MigrationChecksumMismatch(
                     f"Migration checksum mismatch: v{version} ({name}) was applied with "
@@ -200,7 +209,8 @@ class Migrator:
                 pending=[m.version for m in self.migrations if m.version not in done],
                 interrupted=self._pending_marks(s),
                 applied=[
-                    {"version": v, "name": n, "checksum": c, "applied_at": t} for v, n, c, t in applied
+                    {"version": v, "name": n, "checksum": c, "applied_at": t}
+                    for v, n, c, t in applied
                 ],
                 problem=str(problem) if problem else "",
             )
@@ -255,11 +265,16 @@ class Migrator:
                 raise
             except Exception as e:
                 s.rollback()
-                raise MigrationFailed(f"Migration failed: {mig.label}: {e}", details={"version": mig.version}) from e
+                raise MigrationFailed(
+                    f"Migration failed: {mig.label}: {e}", details={"version": mig.version}
+                ) from e
         else:
             if self.engine.is_dolt:
                 self._dolt_commit(s, f"pre-migration v{mig.version}")
-            s.execute("INSERT INTO schema_migrations_pending (version, started_at) VALUES (?, ?)", (mig.version, time.time()))
+            s.execute(
+                "INSERT INTO schema_migrations_pending (version, started_at) VALUES (?, ?)",
+                (mig.version, time.time()),
+            )
             try:
                 for stmt in mig.up:
                     s.execute(fill(stmt))
@@ -270,7 +285,9 @@ class Migrator:
             except ConnectionLost:
                 raise
             except Exception as e:
-                err = MigrationFailed(f"Migration failed: {mig.label}: {e}", details={"version": mig.version})
+                err = MigrationFailed(
+                    f"Migration failed: {mig.label}: {e}", details={"version": mig.version}
+                )
                 try:
                     s.rollback()
                 except Exception:  # noqa: BLE001 -- undo below is what matters
@@ -280,7 +297,9 @@ class Migrator:
             if self.engine.is_dolt:
                 self._dolt_commit(s, f"migration v{mig.version}")
         log.info(
-            "migration %s applied in %.3fs", mig.label, time.monotonic() - started,
+            "migration %s applied in %.3fs",
+            mig.label,
+            time.monotonic() - started,
             extra={"fields": {"version": mig.version}},
         )
 
@@ -293,7 +312,8 @@ class Migrator:
     def _recover(self, s: Session) -> None:
         for version in reversed(self._pending_marks(s)):
             log.warning(
-                "undoing migration v%d left half-applied by an interrupted run", version,
+                "undoing migration v%d left half-applied by an interrupted run",
+                version,
                 extra={"fields": {"version": version}},
             )
             self._undo_partial(s, version)
@@ -336,13 +356,17 @@ class Migrator:
                 (f"pre-migration v{to + 1}",),
             )
             if row is None:
-                raise MigrationNotReversible(f"no Dolt commit 'pre-migration v{to + 1}' to reset to")
+                raise MigrationNotReversible(
+                    f"no Dolt commit 'pre-migration v{to + 1}' to reset to"
+                )
             s.execute("CALL DOLT_RESET('--hard', ?)", (str(row[0]),))
             return versions
         for v in versions:
             mig = self.by_version.get(v)
             if mig is None or mig.down is None:
-                raise MigrationNotReversible(f"migration v{v} has no down section; cannot roll back past it")
+                raise MigrationNotReversible(
+                    f"migration v{v} has no down section; cannot roll back past it"
+                )
         fill = self.engine.dialect.fill
         for v in versions:
             mig = self.by_version[v]
@@ -380,9 +404,17 @@ class Migrator:
             except Exception:
                 raise NotADoltDatabase(
                     f"not a Dolt database: {self.engine.describe()['url']}",
-                    hint="`tundra db log` shows Dolt history; use [store] engine = \"dolt\" with a Dolt server",
+                    hint='`tundra db log` shows Dolt history; use [store] engine = "dolt" with a Dolt server',
                 ) from None
-            return [{"commit": str(r[0]), "committer": str(r[1]), "date": str(r[2]), "message": str(r[3])} for r in rows]
+            return [
+                {
+                    "commit": str(r[0]),
+                    "committer": str(r[1]),
+                    "date": str(r[2]),
+                    "message": str(r[3]),
+                }
+                for r in rows
+            ]
 
         if self.engine.dialect.name == "sqlite":
             raise NotADoltDatabase(

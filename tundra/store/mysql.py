@@ -188,7 +188,9 @@ class MysqlEngine(Engine):
         if code in ACCESS_DENIED_CODES:
             # The server's text already is "Access denied for user 'root'@'localhost' (...)".
             text = e.args[1] if len(e.args) > 1 else str(e)
-            return StoreAccessDenied(str(text).split(" (using password")[0], details={"user": t.user})
+            return StoreAccessDenied(
+                str(text).split(" (using password")[0], details={"user": t.user}
+            )
         if code in CONNECTION_LOST_CODES or isinstance(e, pymysql.err.InterfaceError):
             reason = str(e.args[1]) if len(e.args) > 1 else str(e)
             if "Can't connect" in reason or code in (2002, 2003):
@@ -293,7 +295,12 @@ class MysqlEngine(Engine):
         self.drop_pool()
 
     def describe(self) -> dict[str, Any]:
-        return {"engine": self.kind, "url": self.target.url(), "host": self.target.host, "port": self.target.port}
+        return {
+            "engine": self.kind,
+            "url": self.target.url(),
+            "host": self.target.host,
+            "port": self.target.port,
+        }
 
     # -- backup --------------------------------------------------------------------------
     def dump_sql(self, out: IO[str]) -> int:
@@ -306,7 +313,9 @@ class MysqlEngine(Engine):
             rows_written = 0
             out.write(f"-- tundra db backup of `{self.target.database}` ({self.kind})\n")
             out.write("SET NAMES utf8mb4;\nSET FOREIGN_KEY_CHECKS=0;\n\n")
-            tables = [r[0] for r in sess.query_raw("SHOW FULL TABLES WHERE Table_type = 'BASE TABLE'")]
+            tables = [
+                r[0] for r in sess.query_raw("SHOW FULL TABLES WHERE Table_type = 'BASE TABLE'")
+            ]
             for table in tables:
                 create = sess.query_raw(f"SHOW CREATE TABLE `{table}`")[0][1]
                 out.write(f"DROP TABLE IF EXISTS `{table}`;\n{create};\n")

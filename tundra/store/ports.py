@@ -86,7 +86,9 @@ def _holder_from_lsof(port: int) -> PortHolder | None:
     try:
         out = subprocess.run(
             [lsof, "-nP", f"-iTCP:{port}", "-sTCP:LISTEN", "-Fpc"],
-            capture_output=True, text=True, timeout=5,
+            capture_output=True,
+            text=True,
+            timeout=5,
         ).stdout
     except (OSError, subprocess.TimeoutExpired):
         return None
@@ -115,9 +117,15 @@ def check_port_free(host: str, port: int, *, section: str = "dolt") -> None:
         return
     holder = find_port_holder(port)
     who = f"{holder.name} (pid {holder.pid})" if holder else "another process"
-    suggestion = next((p for p in range(port + 1, min(port + 50, 65536)) if port_is_free(host, p)), port + 1)
+    suggestion = next(
+        (p for p in range(port + 1, min(port + 50, 65536)) if port_is_free(host, p)), port + 1
+    )
     raise PortInUse(
         f"Address already in use: port {port} is held by {who}; "
         f"set [{section}] port = {suggestion} in config.toml",
-        details={"port": port, "pid": holder.pid if holder else None, "process": holder.name if holder else None},
+        details={
+            "port": port,
+            "pid": holder.pid if holder else None,
+            "process": holder.name if holder else None,
+        },
     )

@@ -95,18 +95,43 @@ class _Repo:
 # -- terminals ---------------------------------------------------------------------------
 
 _TERM_COLS = (
-    "id", "name", "argv", "cwd", "pid", "pgid", "created_at", "last_activity", "term_rows",
-    "term_cols", "persistent", "status", "disconnected_since", "exit_code", "exit_signal", "updated_at",
+    "id",
+    "name",
+    "argv",
+    "cwd",
+    "pid",
+    "pgid",
+    "created_at",
+    "last_activity",
+    "term_rows",
+    "term_cols",
+    "persistent",
+    "status",
+    "disconnected_since",
+    "exit_code",
+    "exit_signal",
+    "updated_at",
 )
 _TERM_SELECT = f"SELECT {', '.join(_TERM_COLS)} FROM terminals"
 
 
 def _term_from_row(r: Row) -> TerminalRecord:
     return TerminalRecord(
-        id=str(r[0]), name=str(r[1]), argv=list(_loads(r[2]) or []), cwd=str(r[3]),
-        pid=_opt_int(r[4]), pgid=_opt_int(r[5]), created_at=float(r[6]), last_activity=float(r[7]),
-        rows=int(r[8]), cols=int(r[9]), persistent=bool(r[10]), status=str(r[11]),
-        disconnected_since=_opt_float(r[12]), exit_code=_opt_int(r[13]), exit_signal=_opt_int(r[14]),
+        id=str(r[0]),
+        name=str(r[1]),
+        argv=list(_loads(r[2]) or []),
+        cwd=str(r[3]),
+        pid=_opt_int(r[4]),
+        pgid=_opt_int(r[5]),
+        created_at=float(r[6]),
+        last_activity=float(r[7]),
+        rows=int(r[8]),
+        cols=int(r[9]),
+        persistent=bool(r[10]),
+        status=str(r[11]),
+        disconnected_since=_opt_float(r[12]),
+        exit_code=_opt_int(r[13]),
+        exit_signal=_opt_int(r[14]),
         updated_at=float(r[15]),
     )
 
@@ -118,9 +143,22 @@ class Terminals(_Repo):
         rec = msgspec.convert(known, TerminalRecord)
         now = time.time()
         params = (
-            rec.id, rec.name, _dumps(rec.argv), rec.cwd, rec.pid, rec.pgid, rec.created_at or now,
-            rec.last_activity, rec.rows, rec.cols, int(rec.persistent), rec.status,
-            rec.disconnected_since, rec.exit_code, rec.exit_signal, now,
+            rec.id,
+            rec.name,
+            _dumps(rec.argv),
+            rec.cwd,
+            rec.pid,
+            rec.pgid,
+            rec.created_at or now,
+            rec.last_activity,
+            rec.rows,
+            rec.cols,
+            int(rec.persistent),
+            rec.status,
+            rec.disconnected_since,
+            rec.exit_code,
+            rec.exit_signal,
+            now,
         )
 
         def do(s: Session) -> None:
@@ -140,7 +178,9 @@ class Terminals(_Repo):
             if status is None:
                 rows = s.query(_TERM_SELECT + " ORDER BY created_at, id")
             else:
-                rows = s.query(_TERM_SELECT + " WHERE status = ? ORDER BY created_at, id", (status,))
+                rows = s.query(
+                    _TERM_SELECT + " WHERE status = ? ORDER BY created_at, id", (status,)
+                )
             return [_term_from_row(r) for r in rows]
 
         return await self._read(do)
@@ -210,7 +250,9 @@ class Tasks(_Repo):
                 # A retry after a lost connection finds the row its first attempt wrote.
                 if existing is not None and _task_from_row(existing) == task:
                     return task
-                raise StoreConflict(f"task already exists: {task.id}", details={"id": task.id}) from None
+                raise StoreConflict(
+                    f"task already exists: {task.id}", details={"id": task.id}
+                ) from None
             return task
 
         return await self._write(do)
@@ -218,7 +260,9 @@ class Tasks(_Repo):
     async def update(self, task_id: str, **fields: Any) -> TaskRecord:
         bad = set(fields) - TASK_FIELDS
         if bad or "id" in fields:
-            raise ValueError(f"unknown or read-only task fields: {sorted(bad | ({'id'} & set(fields)))}")
+            raise ValueError(
+                f"unknown or read-only task fields: {sorted(bad | ({'id'} & set(fields)))}"
+            )
         fields.setdefault("updated_at", time.time())
         names = sorted(fields)
         sets = ", ".join(f"{n} = ?" for n in names)
@@ -245,7 +289,9 @@ class Tasks(_Repo):
             return await self.list_by_state(())
         return await self.list_by_state((state,))
 
-    async def list_by_state(self, states: builtins.list[str] | tuple[str, ...]) -> builtins.list[TaskRecord]:
+    async def list_by_state(
+        self, states: builtins.list[str] | tuple[str, ...]
+    ) -> builtins.list[TaskRecord]:
         states = tuple(states)
 
         def do(s: Session) -> builtins.list[TaskRecord]:
@@ -253,7 +299,9 @@ class Tasks(_Repo):
                 rows = s.query(_TASK_SELECT + " ORDER BY created_at, id")
             else:
                 marks = ", ".join("?" for _ in states)
-                rows = s.query(_TASK_SELECT + f" WHERE state IN ({marks}) ORDER BY created_at, id", states)
+                rows = s.query(
+                    _TASK_SELECT + f" WHERE state IN ({marks}) ORDER BY created_at, id", states
+                )
             return [_task_from_row(r) for r in rows]
 
         return await self._read(do)
@@ -272,7 +320,9 @@ class Tasks(_Repo):
 
 
 class TaskEvents(_Repo):
-    async def append(self, task_id: str, kind: str, data: dict[str, Any] | None = None) -> TaskEventRecord:
+    async def append(
+        self, task_id: str, kind: str, data: dict[str, Any] | None = None
+    ) -> TaskEventRecord:
         uid = uuid.uuid4().hex
         now = time.time()
         payload = data or {}
@@ -292,14 +342,20 @@ class TaskEvents(_Repo):
                     else:
                         raise
                 elif s.is_foreign_key_error(e):
-                    raise StoreNotFound(f"task not found: {task_id}", details={"id": task_id}) from None
+                    raise StoreNotFound(
+                        f"task not found: {task_id}", details={"id": task_id}
+                    ) from None
                 else:
                     raise
-            return TaskEventRecord(id=new_id, task_id=task_id, kind=kind, data=payload, created_at=now)
+            return TaskEventRecord(
+                id=new_id, task_id=task_id, kind=kind, data=payload, created_at=now
+            )
 
         return await self._write(do)
 
-    async def list(self, task_id: str, *, since_id: int = 0, limit: int = 1000) -> builtins.list[TaskEventRecord]:
+    async def list(
+        self, task_id: str, *, since_id: int = 0, limit: int = 1000
+    ) -> builtins.list[TaskEventRecord]:
         def do(s: Session) -> builtins.list[TaskEventRecord]:
             rows = s.query(
                 "SELECT id, task_id, kind, data, created_at FROM task_events "
@@ -307,7 +363,13 @@ class TaskEvents(_Repo):
                 (task_id, since_id, limit),
             )
             return [
-                TaskEventRecord(id=int(r[0]), task_id=str(r[1]), kind=str(r[2]), data=_loads(r[3]) or {}, created_at=float(r[4]))
+                TaskEventRecord(
+                    id=int(r[0]),
+                    task_id=str(r[1]),
+                    kind=str(r[2]),
+                    data=_loads(r[3]) or {},
+                    created_at=float(r[4]),
+                )
                 for r in rows
             ]
 
@@ -348,7 +410,9 @@ class AgentRuns(_Repo):
                         return run
                     raise StoreConflict(f"agent run already exists: {run.id}") from None
                 if s.is_foreign_key_error(e):
-                    raise StoreNotFound(f"task not found: {run.task_id}", details={"id": run.task_id}) from None
+                    raise StoreNotFound(
+                        f"task not found: {run.task_id}", details={"id": run.task_id}
+                    ) from None
                 raise
             return run
 
@@ -357,7 +421,9 @@ class AgentRuns(_Repo):
     async def update(self, run_id: str, **fields: Any) -> AgentRunRecord:
         bad = set(fields) - AGENT_RUN_FIELDS
         if bad or "id" in fields or "task_id" in fields:
-            raise ValueError(f"unknown or read-only agent run fields: {sorted(set(fields) - (AGENT_RUN_FIELDS - {'id', 'task_id'}))}")
+            raise ValueError(
+                f"unknown or read-only agent run fields: {sorted(set(fields) - (AGENT_RUN_FIELDS - {'id', 'task_id'}))}"
+            )
         fields.setdefault("updated_at", time.time())
         names = sorted(fields)
         sets = ", ".join(f"{n} = ?" for n in names)
@@ -381,7 +447,9 @@ class AgentRuns(_Repo):
 
     async def list(self, task_id: str) -> builtins.list[AgentRunRecord]:
         def do(s: Session) -> builtins.list[AgentRunRecord]:
-            rows = s.query(_RUN_SELECT + " WHERE task_id = ? ORDER BY attempt, started_at", (task_id,))
+            rows = s.query(
+                _RUN_SELECT + " WHERE task_id = ? ORDER BY attempt, started_at", (task_id,)
+            )
             return [_run_from_row(r) for r in rows]
 
         return await self._read(do)
@@ -399,7 +467,9 @@ class Usage(_Repo):
         rows = [(pid, _dumps(_as_dict(u)), now) for pid, u in usage.items()]
 
         def do(s: Session) -> None:
-            sql = s.dialect.upsert("profile_usage", ("profile_id", "data", "updated_at"), ("profile_id",))
+            sql = s.dialect.upsert(
+                "profile_usage", ("profile_id", "data", "updated_at"), ("profile_id",)
+            )
             for row in rows:
                 s.execute(sql, row)
 
@@ -425,7 +495,9 @@ class Usage(_Repo):
 
 
 class AuditEvents(_Repo):
-    async def append(self, topic: str, data: dict[str, Any] | None = None, *, subject: str = "") -> AuditEventRecord:
+    async def append(
+        self, topic: str, data: dict[str, Any] | None = None, *, subject: str = ""
+    ) -> AuditEventRecord:
         uid = uuid.uuid4().hex
         now = time.time()
         payload = data or {}
@@ -438,7 +510,11 @@ class AuditEvents(_Repo):
                     (uid, now, topic, subject, text),
                 )
             except Exception as e:
-                r = s.query_one("SELECT id FROM events WHERE uid = ?", (uid,)) if s.is_duplicate_key(e) else None
+                r = (
+                    s.query_one("SELECT id FROM events WHERE uid = ?", (uid,))
+                    if s.is_duplicate_key(e)
+                    else None
+                )
                 if r is None:
                     raise
                 new_id = int(r[0])
@@ -447,7 +523,12 @@ class AuditEvents(_Repo):
         return await self._write(do)
 
     async def list(
-        self, *, topic_prefix: str = "", subject: str | None = None, since_id: int = 0, limit: int = 1000
+        self,
+        *,
+        topic_prefix: str = "",
+        subject: str | None = None,
+        since_id: int = 0,
+        limit: int = 1000,
     ) -> builtins.list[AuditEventRecord]:
         where = ["id > ?"]
         params: builtins.list[Any] = [since_id]
@@ -462,7 +543,13 @@ class AuditEvents(_Repo):
 
         def do(s: Session) -> builtins.list[AuditEventRecord]:
             return [
-                AuditEventRecord(id=int(r[0]), ts=float(r[1]), topic=str(r[2]), subject=str(r[3]), data=_loads(r[4]) or {})
+                AuditEventRecord(
+                    id=int(r[0]),
+                    ts=float(r[1]),
+                    topic=str(r[2]),
+                    subject=str(r[3]),
+                    data=_loads(r[4]) or {},
+                )
                 for r in s.query(sql, params)
             ]
 

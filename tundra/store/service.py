@@ -65,8 +65,14 @@ class StoreService:
             health_check_secs=sc.health_check_secs,
         )
         dolt_cfg = daemon.config.dolt
-        if dolt_cfg is not None and dolt_cfg.manage and resolve_engine_kind(daemon.config) == "dolt":
-            self.dolt = DoltServer(dolt_cfg, daemon.paths, on_error=self._dolt_error, backoff_base=sc.backoff_base_secs)
+        if (
+            dolt_cfg is not None
+            and dolt_cfg.manage
+            and resolve_engine_kind(daemon.config) == "dolt"
+        ):
+            self.dolt = DoltServer(
+                dolt_cfg, daemon.paths, on_error=self._dolt_error, backoff_base=sc.backoff_base_secs
+            )
 
     # -- StoreAPI ------------------------------------------------------------------------
     @property
@@ -115,7 +121,12 @@ class StoreService:
 
     # -- Service -------------------------------------------------------------------------
     def register(self, registry: MethodRegistry) -> None:
-        registry.unary("store.status", NoParams, self._handle_status, doc="Store engine, state, schema version.")
+        registry.unary(
+            "store.status",
+            NoParams,
+            self._handle_status,
+            doc="Store engine, state, schema version.",
+        )
 
     async def _handle_status(self, ctx: CallContext, params: NoParams) -> dict[str, Any]:
         out = self.status()
@@ -139,7 +150,9 @@ class StoreService:
         if self._store is not None and self._store.state != "ready":
             self._store._set_state("unavailable", err)
 
-    async def run(self, daemon: Daemon, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self, daemon: Daemon, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         store = self._store
         if store is None:
             log.error("store not configured: %s", self._config_error)
@@ -165,7 +178,11 @@ class StoreService:
     def status(self) -> dict[str, Any]:
         if self._store is None:
             assert self._config_error is not None
-            return {"state": "unavailable", "engine": self.config.store.engine, "last_error": self._config_error.to_dict()}
+            return {
+                "state": "unavailable",
+                "engine": self.config.store.engine,
+                "last_error": self._config_error.to_dict(),
+            }
         out = self._store.status()
         if self.dolt is not None:
             out["dolt_server"] = self.dolt.status()

@@ -42,7 +42,9 @@ def permission_error_for(path: Path, what: str = "data dir") -> StorePermissionD
     """The seed's ``Permission denied (os error 13)`` naming the path, owner and mode."""
     try:
         st = path.stat()
-        owner = f"owner {_owner_name(st.st_uid)} (uid {st.st_uid}), mode {stat.S_IMODE(st.st_mode):04o}"
+        owner = (
+            f"owner {_owner_name(st.st_uid)} (uid {st.st_uid}), mode {stat.S_IMODE(st.st_mode):04o}"
+        )
     except OSError as e:
         owner = f"cannot stat: {e.strerror}"
     return StorePermissionDenied(

@@ -93,7 +93,9 @@ def _read_password_file(path: Path) -> str:
     try:
         st = path.stat()
     except OSError as e:
-        raise ConfigError(f"config.toml: store.password_file: cannot read {path}: {e.strerror}") from None
+        raise ConfigError(
+            f"config.toml: store.password_file: cannot read {path}: {e.strerror}"
+        ) from None
     if stat.S_IMODE(st.st_mode) & 0o077:
         raise ConfigError(
             f"config.toml: store.password_file: {path} must not be readable by group/others "
@@ -103,7 +105,9 @@ def _read_password_file(path: Path) -> str:
     return path.read_text().strip()
 
 
-def _password(store: StoreConfig, dolt: DoltConfig | None, url_password: str, env: Mapping[str, str]) -> str:
+def _password(
+    store: StoreConfig, dolt: DoltConfig | None, url_password: str, env: Mapping[str, str]
+) -> str:
     if store.password_env:
         return env.get(store.password_env, "")
     if store.password_file:
@@ -119,7 +123,9 @@ def sqlite_path_for(config: Config, paths: TundraPaths) -> Path:
     return paths.sqlite_file
 
 
-def build_engine(config: Config, paths: TundraPaths, env: Mapping[str, str] | None = None) -> Engine:
+def build_engine(
+    config: Config, paths: TundraPaths, env: Mapping[str, str] | None = None
+) -> Engine:
     """The engine the config asks for (no I/O yet). Raises ``MissingDatabaseUrl`` when a
     MySQL engine has neither ``[store] url`` nor a ``[dolt]`` section."""
     env = os.environ if env is None else env
@@ -248,13 +254,17 @@ class Store:
     def state(self) -> StoreState:
         return self._state
 
+    def _is_ready(self) -> bool:
+        # A method, not an inline comparison: the state changes across awaits.
+        return self._state == "ready"
+
     async def wait_ready(self, timeout: float | None = None) -> None:
         if self._state == "ready":
             return
         with trio.move_on_after(timeout if timeout is not None else float("inf")):
-            while self._state != "ready":
+            while not self._is_ready():
                 await self._ready.wait()
-        if self._state != "ready":
+        if not self._is_ready():
             raise self._unavailable()
 
     # state machine ---------------------------------------------------------------------
@@ -291,15 +301,16 @@ class Store:
         """Run ``fn`` in one transaction in a worker thread; wait/retry across a reconnect."""
         deadline = trio.current_time() + self.write_retry_secs
         while True:
-            if self._state != "ready":
+            if not self._is_ready():
                 with trio.move_on_at(deadline):
-                    while self._state != "ready":
+                    while not self._is_ready():
                         await self._ready.wait()
-                if self._state != "ready":
+                if not self._is_ready():
                     raise self._unavailable()
             try:
                 return await trio.to_thread.run_sync(
-                    partial(self.engine.call, fn, write=write), limiter=self.engine.limiter_for(write)
+                    partial(self.engine.call, fn, write=write),
+                    limiter=self.engine.limiter_for(write),
                 )
             except ConnectionLost as e:
                 self.mark_lost(e.error)
@@ -322,13 +333,16 @@ class Store:
         """Connect, then migrate (``auto_migrate``) or check the schema is current; ready.
         Raises the StoreError on failure (state becomes ``unavailable``)."""
         try:
-            await trio.to_thread.run_sync(self.engine.connect, limiter=self.engine.limiter_for(True))
+            await trio.to_thread.run_sync(
+                self.engine.connect, limiter=self.engine.limiter_for(True)
+            )
             if self.auto_migrate:
                 await self.call_exclusive(self.migrator.migrate)
             st = await self.call_exclusive(self.migrator.status)
             if st.problem or st.version != st.latest:
                 raise SchemaVersionMismatch(
-                    st.problem or f"Schema version mismatch: expected v{st.latest}, found v{st.version}",
+                    st.problem
+                    or f"Schema version mismatch: expected v{st.latest}, found v{st.version}",
                     hint="run `tundra db migrate` ([store] auto_migrate is off)",
                 )
             self.schema_version = st.version
@@ -360,7 +374,9 @@ class Store:
                     except StoreError as e:
                         delay = nxt()
                         log.warning(
-                            "store not ready: %s; retrying in %.1fs", e, delay,
+                            "store not ready: %s; retrying in %.1fs",
+                            e,
+                            delay,
                             extra={"fields": {"engine": self.engine.kind, "retry_in": delay}},
                         )
                         await trio.sleep(delay)
@@ -378,7 +394,8 @@ class Store:
                 return
             try:
                 await trio.to_thread.run_sync(
-                    partial(self.engine.call, _ping, write=False), limiter=self.engine.limiter_for(False)
+                    partial(self.engine.call, _ping, write=False),
+                    limiter=self.engine.limiter_for(False),
                 )
             except ConnectionLost as e:
                 self.mark_lost(e.error)
