@@ -239,3 +239,10 @@ def test_plists_parse_and_carry_the_required_keys(scope: str) -> None:
     assert "Sockets" not in plists["org.tundra.bridge.plist"]
     # The XML really says 384 (launchd reads decimal, not octal).
     assert b"<integer>384</integer>" in render_launchd(ctx)["org.tundra.daemon.plist"]
+
+
+def test_launchd_activation_is_empty_off_launchd() -> None:
+    from tundra.service.launchd import launchd_socket_fds
+
+    # Not started by launchd (or not macOS): no sockets, no error, so the daemon binds its own.
+    assert launchd_socket_fds() == []
