@@ -20,6 +20,7 @@ from tundra.paths import TundraPaths
 from tundra.service.doctor import (
     DoctorOptions,
     _State,
+    check_store,
     check_zombies,
     daemon_descendants,
     port_holder,
@@ -296,3 +297,30 @@ def test_doctor_reports_stale_socket_lock_and_a_readable_bridge_token() -> None:
     [token_check] = [c for c in report.checks if c.name == "bridge" and c.status == "fail"]
     assert "mode 0644" in token_check.summary and "chmod 600" in token_check.fix
     assert "t" * 32 not in json.dumps(msgspec.to_builtins(report))
+
+
+def test_store_check_reports_pending_migrations_and_the_port_holder() -> None:
+    state = _State(TundraPaths(Path("/nonexistent")), {}, DoctorOptions())
+    state.status = {
+        "store": {"state": "ready", "engine": "sqlite", "schema_version": 1, "latest_version": 3},
+        "services": {"store": {}},
+    }
+    [check] = check_store(state)
+    assert check.status == "warn" and "2 migration(s) pending" in check.summary
+    assert check.fix == "tundra db migrate"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        state.status = {
+            "store": {
+                "state": "unavailable",
+                "engine": "dolt",
+                "port": port,
+                "last_error": f"Address already in use: port {port}",
+            },
+            "services": {"store": {}},
+        }
+        [check] = check_store(state)
+    assert check.status == "fail" and "Address already in use" in check.summary
+    assert f"(pid {os.getpid()})" in check.fix and f"port {port} is held by" in check.fix
