@@ -269,7 +269,10 @@ class Store:
 
     # state machine ---------------------------------------------------------------------
     def _set_state(self, state: StoreState, error: StoreError | None) -> None:
-        changed = state != self._state or error is not self.last_error
+        # Repeated failures with the same text are one state, not a flood of events.
+        changed = state != self._state or (
+            error is not None and (self.last_error is None or error.message != self.last_error.message)
+        )
         self._state = state
         if error is not None or state == "ready":
             self.last_error = error if state != "ready" else self.last_error
