@@ -145,8 +145,12 @@ async def test_capacity_20_tasks_max_3_running(repo: Path) -> None:
                     break
                 await trio.sleep(0.05)
         assert peak >= 2
-        st = await c.call("queue.status")
-        assert st["running"] == 0 and st["max_concurrent"] == 3
+        async def idle() -> bool:
+            st = await c.call("queue.status")
+            assert st["max_concurrent"] == 3
+            return bool(st["running"] == 0 and st["queued"] == 0)
+
+        await wait_for(idle, 10, message="queue idle")
 
 
 async def _cli(d: object, *args: str, cwd: Path | None = None) -> tuple[int, str, str]:

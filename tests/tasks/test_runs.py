@@ -40,10 +40,12 @@ async def test_success_goes_to_review_with_uncommitted_work_committed(
             from tundra.tasks.state import next_state
 
             next_state(t.state, "start")
+        worktree = t.worktree
+        assert exists(worktree)
         done = await svc.approve(t.id[:4])
         assert done.state == "done"
         assert (repo / "out.txt").read_text() == "agent\n"
-        assert not exists(t.worktree or "/nonexistent")
+        assert t.worktree == "" and not exists(worktree)
         with pytest.raises(ApprovalError, match="not review"):
             await svc.approve(t.id)
         log = await svc.read_log(t)
@@ -196,3 +198,19 @@ async def test_held_task_waits_until_resumed(tmp_path: Path, repo: Path) -> None
         assert t.state == "queued" and t.held
         await svc.resume(t.id)
         await wait_for(lambda: state_of(svc, t.id) == "review", 20)
+
+
+async def test_clean_refuses_unmerged_commits_without_force(tmp_path: Path, repo: Path) -> None:
+    from tundra.workspace.errors import WorktreeError
+
+    async with running_tasks(tmp_path) as svc:
+        t = await add(svc, repo, fake("write", "a.txt", "1", "exit", "0"))
+        await wait_for(lambda: state_of(svc, t.id) == "review", 20)
+        await svc.cancel(t.id)
+        with pytest.raises(WorktreeError, match="unmerged commit"):
+            await svc.clean(t.id)
+        wt = t.worktree
+        assert exists(wt)
+        await svc.clean(t.id, force=True)
+        assert not exists(wt) and t.worktree == ""
+        assert f"tundra/{t.id}" not in git(repo, "branch")

@@ -110,6 +110,12 @@ def register(sub: Any) -> None:
     _json(p)
     p.set_defaults(func=cmd_diff)
 
+    p = ts.add_parser("clean", help="remove a finished task's worktree and branch")
+    p.add_argument("id")
+    p.add_argument("--force", action="store_true", help="also drop unmerged commits/changes")
+    _json(p)
+    p.set_defaults(func=cmd_clean)
+
     p = ts.add_parser("attach", help="attach to the live agent terminal")
     p.add_argument("id")
     p.set_defaults(func=cmd_attach)
@@ -274,6 +280,12 @@ def cmd_reject(args: argparse.Namespace) -> int:
     with BlockingClient() as c:
         task = _rpc(c, "task.reject", {"id": args.id, "reason": args.reason, "cancel": args.cancel})
     return emit(args, task, _human_task)
+
+
+def cmd_clean(args: argparse.Namespace) -> int:
+    with BlockingClient() as c:
+        task = _rpc(c, "task.clean", {"id": args.id, "force": args.force})
+    return emit(args, task, lambda t: f"removed the worktree and branch of {t['id']}")
 
 
 def cmd_diff(args: argparse.Namespace) -> int:

@@ -24,6 +24,8 @@ method                 params                      result
 ``task.diff``          :class:`TaskIdParams`       :class:`TaskDiff`
 ``task.attach-info``   :class:`TaskIdParams`       :class:`AttachInfo`
 ``task.nudge``         :class:`TaskNudgeParams`    ``{}`` (text typed into the agent terminal)
+``task.clean``         :class:`TaskCleanParams`    TaskInfo (worktree + branch removed; refuses
+                                                   unmerged work unless ``force``)
 ``queue.status``       ``{}``                      :class:`QueueStatus`
 ``queue.pause``        ``{}``                      :class:`QueueStatus`
 ``queue.resume``       ``{}``                      :class:`QueueStatus`
@@ -52,6 +54,7 @@ __all__ = [
     "TaskRejectParams",
     "TaskLogsParams",
     "TaskNudgeParams",
+    "TaskCleanParams",
     "QueueDrainParams",
     "QueueStatus",
     "TaskDiff",
@@ -104,6 +107,11 @@ class TaskLogsParams(msgspec.Struct, forbid_unknown_fields=False, kw_only=True):
     id: str
     follow: bool = False
     since: int = 0
+
+
+class TaskCleanParams(msgspec.Struct, forbid_unknown_fields=False, kw_only=True):
+    id: str
+    force: bool = False
 
 
 class TaskNudgeParams(msgspec.Struct, forbid_unknown_fields=False, kw_only=True):

@@ -167,6 +167,7 @@ class TaskService:
         u("task.diff", api.TaskIdParams, self._h_diff)
         u("task.attach-info", api.TaskIdParams, self._h_attach_info)
         u("task.nudge", api.TaskNudgeParams, self._h_nudge)
+        u("task.clean", api.TaskCleanParams, self._h_clean)
         registry.stream("task.logs", api.TaskLogsParams, self._h_logs)
         from tundra.ipc.registry import NoParams
 
@@ -800,6 +801,18 @@ class TaskService:
             id=task.id, branch=task.branch, base_branch=task.base_branch, stat=stat, diff=patch
         )
 
+    async def clean(self, task_id: str, force: bool = False) -> Task:
+        """Remove the worktree and branch of a task that is not running. Refuses to drop
+        unmerged commits or uncommitted changes unless ``force`` (WorktreeError)."""
+        task = self.resolve(task_id)
+        if task.id in self._runs or task.state in ("running", "waiting"):
+            raise StateMachineError("clean", task.state, task_id=task.id)
+        await self.worktrees.remove(task.repo, task.id, task.base_branch, force=force)
+        task.worktree = ""
+        await self._persist(task)
+        await self._note(task, "note", "worktree removed" + (" (forced)" if force else ""))
+        return task
+
     async def nudge(self, task_id: str, text: str, enter: bool = True) -> None:
         task = self.resolve(task_id)
         run = self._runs.get(task.id)
@@ -900,6 +913,9 @@ class TaskService:
         return api.AttachInfo(
             id=task.id, state=task.state, terminal_id=task.terminal_id, alive=alive
         )
+
+    async def _h_clean(self, ctx: CallContext, p: api.TaskCleanParams) -> dict[str, Any]:
+        return (await self.clean(p.id, p.force)).to_dict()
 
     async def _h_nudge(self, ctx: CallContext, p: api.TaskNudgeParams) -> dict[str, Any]:
         await self.nudge(p.id, p.text, p.enter)
