@@ -164,3 +164,13 @@ def test_install_without_a_service_manager_refuses_with_the_manual_alternative()
     assert not (home / "xdg-config").exists()  # refused before writing anything
     status = _run(home, "status")
     assert status.returncode == 1 and "cannot manage the tundra service" in status.stderr
+
+
+def test_install_refuses_a_broken_config_but_stop_still_works() -> None:
+    home = short_tempdir("sv")
+    (home / "config.toml").write_text("[daemon]\nmax_ptys = 0\n")
+    proc = _run(home, "install", "--dry-run", "--manager", "systemd")
+    assert proc.returncode == 2
+    assert "daemon.max_ptys: must be 1-100000, got 0" in proc.stderr
+    stop = _plan(_run(home, "stop", "--dry-run", "--manager", "systemd", "--json"))
+    assert stop["commands"][0][:3] == ["systemctl", "--user", "stop"]

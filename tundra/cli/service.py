@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -21,7 +22,7 @@ from tundra.service.manager import (
     status,
 )
 from tundra.service.platform import Manager, probe_manager
-from tundra.service.units import DAEMON_SERVICE, LAUNCHD_DAEMON_LABEL, Scope
+from tundra.service.units import DAEMON_SERVICE, LAUNCHD_DAEMON_LABEL, Scope, UnitContext
 
 __all__ = ["register"]
 
@@ -133,8 +134,15 @@ def cmd_service(args: argparse.Namespace) -> int:
         if action == "install":
             raise
     if ctx is None:
-        # Stopping or removing does not need a valid config: fall back to defaults.
-        ctx = build_context(scope, manager=manager if manager != "none" else "systemd", env={})
+        # Stopping or removing only needs unit names, not a valid config.
+        ctx = UnitContext(
+            scope=scope,
+            python=sys.executable,
+            tundra_home="",
+            socket_path="",
+            path_env="",
+            user_home=str(Path.home()),
+        )
     if not args.dry_run:
         require_manager(manager, scope, ctx)
         if scope == "system" and os.geteuid() != 0:
