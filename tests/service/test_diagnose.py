@@ -10,7 +10,7 @@ from pathlib import Path
 
 import trio
 
-from tests.support import REPO, short_tempdir, start_daemon
+from tests.support import REPO, start_daemon
 
 SECRETS = {
     "ANTHROPIC_API_KEY": "sk-ant-api03-PLANTEDanthropic0123456789abcdef",
@@ -68,8 +68,8 @@ def _members(path: Path) -> dict[str, bytes]:
     return out
 
 
-async def test_bundle_contains_no_planted_secret() -> None:
-    base = short_tempdir("dg")
+async def test_bundle_contains_no_planted_secret(short_dir: Path) -> None:
+    base = short_dir
     home = base / "home"
     _plant(home)
     async with start_daemon(home, env=dict(SECRETS)) as d:
@@ -129,11 +129,11 @@ async def test_bundle_contains_no_planted_secret() -> None:
     )
 
 
-def test_bundle_keeps_only_the_tail_of_big_logs(tmp_path: Path) -> None:
+def test_bundle_keeps_only_the_tail_of_big_logs(tmp_path: Path, short_dir: Path) -> None:
     from tundra.paths import TundraPaths
     from tundra.service.diagnose import build_bundle
 
-    home = short_tempdir("dg")
+    home = short_dir
     (home / "logs").mkdir()
     line = "2026-01-01T00:00:00.000Z  INFO tundra.daemon: filler line\n"
     (home / "logs" / "daemon.log").write_text(

@@ -15,7 +15,7 @@ import httpx
 import msgspec
 import trio
 
-from tests.support import REPO, short_tempdir, start_daemon, wait_for
+from tests.support import REPO, start_daemon, wait_for
 from tundra.paths import TundraPaths
 from tundra.service.doctor import (
     DoctorOptions,
@@ -90,8 +90,10 @@ def _free_port() -> int:
         return port
 
 
-async def test_doctor_reports_all_green_against_a_healthy_daemon_and_bridge() -> None:
-    base = short_tempdir("dr")
+async def test_doctor_reports_all_green_against_a_healthy_daemon_and_bridge(
+    short_dir: Path,
+) -> None:
+    base = short_dir
     home = base / "home"
     _prepare_home(home)
     port = _free_port()
@@ -145,8 +147,8 @@ async def test_doctor_reports_all_green_against_a_healthy_daemon_and_bridge() ->
     assert checks["providers"][0]["status"] == "skip"  # --offline
 
 
-async def test_doctor_fails_when_the_daemon_is_stopped() -> None:
-    base = short_tempdir("dr")
+async def test_doctor_fails_when_the_daemon_is_stopped(short_dir: Path) -> None:
+    base = short_dir
     _prepare_home(base / "home")
     async with start_daemon(base / "home") as d:
         env = _env(d.home, d.socket)
@@ -159,8 +161,8 @@ async def test_doctor_fails_when_the_daemon_is_stopped() -> None:
     assert "tundra daemon" in daemon["fix"]
 
 
-async def test_doctor_flags_a_0644_socket_with_the_chmod_fix() -> None:
-    base = short_tempdir("dr")
+async def test_doctor_flags_a_0644_socket_with_the_chmod_fix(short_dir: Path) -> None:
+    base = short_dir
     _prepare_home(base / "home")
     async with start_daemon(base / "home") as d:
         d.socket.chmod(0o644)
@@ -172,8 +174,8 @@ async def test_doctor_flags_a_0644_socket_with_the_chmod_fix() -> None:
     assert f"chmod 600 {d.socket}" in sock["fix"]
 
 
-async def test_doctor_names_the_invalid_config_field() -> None:
-    home = short_tempdir("dr")
+async def test_doctor_names_the_invalid_config_field(short_dir: Path) -> None:
+    home = short_dir
     _prepare_home(home)
     (home / "config.toml").write_text('[dolt]\nport = "3306"\n')
     code, report = await _doctor(_env(home, home / "d.sock"))
@@ -191,8 +193,8 @@ async def test_doctor_names_the_invalid_config_field() -> None:
     assert "dolt.port" in line and "fix:" in line
 
 
-async def test_doctor_reports_a_full_disk_below_the_threshold() -> None:
-    home = short_tempdir("dr")
+async def test_doctor_reports_a_full_disk_below_the_threshold(short_dir: Path) -> None:
+    home = short_dir
     _prepare_home(home)
     env = _env(home, home / "d.sock", TUNDRA_DOCTOR_MIN_FREE_BYTES=str(1 << 60))
     code, report = await _doctor(env)
@@ -204,8 +206,8 @@ async def test_doctor_reports_a_full_disk_below_the_threshold() -> None:
     assert _by_name(report)["disk"][0]["status"] == "ok"
 
 
-async def test_doctor_computes_safe_max_ptys_from_the_fd_limit() -> None:
-    home = short_tempdir("dr")
+async def test_doctor_computes_safe_max_ptys_from_the_fd_limit(short_dir: Path) -> None:
+    home = short_dir
     _prepare_home(home)
     (home / "config.toml").write_text("[daemon]\nmax_ptys = 500\n")
 
@@ -220,8 +222,8 @@ async def test_doctor_computes_safe_max_ptys_from_the_fd_limit() -> None:
     assert code == 1
 
 
-def test_doctor_strict_turns_warnings_into_failure(tmp_path: Path) -> None:
-    home = short_tempdir("dr")
+def test_doctor_strict_turns_warnings_into_failure(tmp_path: Path, short_dir: Path) -> None:
+    home = short_dir
     # Default profiles need keys that this environment does not have -> a warning.
     env = {"TUNDRA_HOME": str(home), "TUNDRA_SOCKET": str(home / "d.sock")}
     report = run_doctor(TundraPaths(home), env=env, options=DoctorOptions(offline=True))
@@ -259,8 +261,8 @@ def test_port_holder_names_the_listening_process() -> None:
     assert holder is not None and holder[0] == os.getpid()
 
 
-def test_doctor_never_prints_key_values(tmp_path: Path) -> None:
-    home = short_tempdir("dr")
+def test_doctor_never_prints_key_values(tmp_path: Path, short_dir: Path) -> None:
+    home = short_dir
     secret = "sk-ant-doctor-must-not-print-this-0123456789"
     env = {"TUNDRA_HOME": str(home), "ANTHROPIC_API_KEY": secret}
     proc = subprocess.run(
@@ -274,8 +276,8 @@ def test_doctor_never_prints_key_values(tmp_path: Path) -> None:
     assert "ANTHROPIC_API_KEY" in proc.stdout
 
 
-def test_doctor_reports_stale_socket_lock_and_a_readable_bridge_token() -> None:
-    home = short_tempdir("dr")
+def test_doctor_reports_stale_socket_lock_and_a_readable_bridge_token(short_dir: Path) -> None:
+    home = short_dir
     _prepare_home(home)
     sock = home / "d.sock"
     # A socket file nobody listens on (a daemon killed with -9 leaves one).

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import trio
 
-from tests.support import REPO, short_tempdir
+from tests.support import REPO
 from tundra.service.logs import journalctl_command, parse_records, tail_records
 
 
@@ -87,8 +87,8 @@ def test_journalctl_command_matches_the_options() -> None:
     )
 
 
-async def test_logs_follow_prints_new_records_across_rotation() -> None:
-    home = short_tempdir("lg")
+async def test_logs_follow_prints_new_records_across_rotation(short_dir: Path) -> None:
+    home = short_dir
     logs = home / "logs"
     logs.mkdir()
     log = logs / "daemon.log"

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import REPO, need, short_tempdir
+from tests.support import REPO, need
 from tundra.service.platform import probe_manager
 
 
@@ -38,8 +38,8 @@ def _plan(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     return data
 
 
-def test_dry_run_install_renders_this_interpreter_and_home() -> None:
-    home = short_tempdir("sv")
+def test_dry_run_install_renders_this_interpreter_and_home(short_dir: Path) -> None:
+    home = short_dir
     sock = home / "s.sock"
     plan = _plan(
         _run(
@@ -64,11 +64,11 @@ def test_dry_run_install_renders_this_interpreter_and_home() -> None:
     assert not (home / "xdg-config").exists()
 
 
-def test_dry_run_units_pass_systemd_analyze(tmp_path: Path) -> None:
+def test_dry_run_units_pass_systemd_analyze(tmp_path: Path, short_dir: Path) -> None:
     need(
         shutil.which("systemd-analyze") is not None, "systemd-analyze (apt: systemd) not installed"
     )
-    home = short_tempdir("sv")
+    home = short_dir
     plan = _plan(_run(home, "install", "--dry-run", "--manager", "systemd", "--json"))
     for f in plan["files"]:
         (tmp_path / Path(f["path"]).name).write_text(f["content"])
@@ -91,8 +91,8 @@ def test_dry_run_units_pass_systemd_analyze(tmp_path: Path) -> None:
     assert [line for line in proc.stderr.splitlines() if "tundra-" in line] == []
 
 
-def test_dry_run_launchd_plists_parse() -> None:
-    home = short_tempdir("sv")
+def test_dry_run_launchd_plists_parse(short_dir: Path) -> None:
+    home = short_dir
     plan = _plan(
         _run(home, "install", "--dry-run", "--manager", "launchd", "--json", "--no-bridge")
     )
@@ -107,8 +107,8 @@ def test_dry_run_launchd_plists_parse() -> None:
     ]
 
 
-def test_dry_run_uninstall_and_stop_list_their_steps() -> None:
-    home = short_tempdir("sv")
+def test_dry_run_uninstall_and_stop_list_their_steps(short_dir: Path) -> None:
+    home = short_dir
     plan = _plan(_run(home, "uninstall", "--dry-run", "--manager", "systemd", "--json"))
     assert all(f["remove"] for f in plan["files"]) and len(plan["files"]) == 3
     assert plan["commands"][0][:4] == ["systemctl", "--user", "disable", "--now"]
@@ -126,8 +126,8 @@ def test_dry_run_uninstall_and_stop_list_their_steps() -> None:
     ]
 
 
-def test_system_dry_run_runs_as_the_named_account() -> None:
-    home = short_tempdir("sv")
+def test_system_dry_run_runs_as_the_named_account(short_dir: Path) -> None:
+    home = short_dir
     user = os.environ.get("USER") or "root"
     plan = _plan(
         _run(
@@ -151,10 +151,12 @@ def test_system_dry_run_runs_as_the_named_account() -> None:
     assert plan["commands"][0] == ["systemctl", "daemon-reload"]
 
 
-def test_install_without_a_service_manager_refuses_with_the_manual_alternative() -> None:
+def test_install_without_a_service_manager_refuses_with_the_manual_alternative(
+    short_dir: Path,
+) -> None:
     if probe_manager("user").manager != "none":
         pytest.skip("a service manager runs here; the refusal path needs a host without one")
-    home = short_tempdir("sv")
+    home = short_dir
     proc = _run(home, "install")
     assert proc.returncode == 1
     assert proc.stderr.startswith("error: cannot manage the tundra service: ")
@@ -166,8 +168,8 @@ def test_install_without_a_service_manager_refuses_with_the_manual_alternative()
     assert status.returncode == 1 and "cannot manage the tundra service" in status.stderr
 
 
-def test_install_refuses_a_broken_config_but_stop_still_works() -> None:
-    home = short_tempdir("sv")
+def test_install_refuses_a_broken_config_but_stop_still_works(short_dir: Path) -> None:
+    home = short_dir
     (home / "config.toml").write_text("[daemon]\nmax_ptys = 0\n")
     proc = _run(home, "install", "--dry-run", "--manager", "systemd")
     assert proc.returncode == 2
