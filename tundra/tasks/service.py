@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import trio
 
-from tundra.agents.errors import ApprovalError
+from tundra.agents.errors import ApprovalError, SupervisorError
 from tundra.agents.registry import AgentPreset, PresetRegistry, load_registry
 from tundra.agents.supervisor import TAIL_BYTES, StuckDetector
 from tundra.errors import TundraError, UsageError
@@ -30,6 +30,7 @@ from tundra.tasks.errors import (
     LifecycleError,
     StateMachineError,
     TaskNotFoundError,
+    TaskRunnerError,
 )
 from tundra.tasks.model import LANES, Task, TaskEvent, new_task_id
 from tundra.tasks.ports import AgentProcess, TaskStore, TerminalLauncher
@@ -416,7 +417,9 @@ class TaskService:
             self._kick()
 
     async def _spawn(self, task: Task, run: _Run) -> tuple[AgentProcess, AgentPreset]:
-        assert self.registry is not None and self.launcher is not None
+        assert self.registry is not None
+        if self.launcher is None:
+            raise TaskRunnerError("no terminal service to run agents in")
         preset = self.registry.get(task.preset)
         wt = await self.worktrees.ensure(task.repo, task.id, task.base_branch)
         task.worktree, task.branch = wt.path, wt.branch
@@ -521,6 +524,8 @@ class TaskService:
             run.kill_reason = reason
         with trio.move_on_after(30):
             await proc.kill()
+            return
+        raise SupervisorError(f"could not kill the agent of task {run.task_id} ({reason})")
 
     async def _finish(
         self, task: Task, run: _Run, proc: AgentProcess, code: int | None, sig: int | None
