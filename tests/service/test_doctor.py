@@ -20,6 +20,7 @@ from tundra.paths import TundraPaths
 from tundra.service.doctor import (
     DoctorOptions,
     _State,
+    check_logs,
     check_store,
     check_zombies,
     daemon_descendants,
@@ -326,3 +327,26 @@ def test_store_check_reports_pending_migrations_and_the_port_holder() -> None:
         [check] = check_store(state)
     assert check.status == "fail" and "Address already in use" in check.summary
     assert f"(pid {os.getpid()})" in check.fix and f"port {port} is held by" in check.fix
+
+
+def test_doctor_counts_recent_errors_in_the_log(short_dir: Path) -> None:
+    import time as _time
+
+    logs = short_dir / "logs"
+    logs.mkdir()
+    now = _time.strftime("%Y-%m-%dT%H:%M:%S.000Z", _time.gmtime())
+    (logs / "daemon.log").write_text(
+        "2020-01-01T00:00:00.000Z ERROR tundra.old: long ago\n"
+        f"{now}  INFO tundra.daemon: fine\n"
+        f"{now} ERROR tundra.store: store unavailable: connection refused\n"
+        "Traceback (most recent call last):\n  ...\n"
+    )
+    state = _State(TundraPaths(short_dir), {}, DoctorOptions())
+    [check] = check_logs(state)
+    assert check.status == "warn"
+    assert (
+        check.summary
+        == "1 error(s) in the last hour, latest: tundra.store: store unavailable: connection refused"
+    )
+    (logs / "daemon.log").write_text(f"{now}  INFO tundra.daemon: fine\n")
+    assert check_logs(state)[0].status == "ok"

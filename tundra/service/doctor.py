@@ -8,6 +8,7 @@ return a secret -- API keys are reported by variable *name* only.
 from __future__ import annotations
 
 import concurrent.futures
+import datetime
 import os
 import resource
 import shutil
@@ -697,6 +698,41 @@ def check_circuits(s: _State) -> list[Check]:
     return [_ok("circuits", f"all {len(circuits)} closed" if circuits else "no circuits yet")]
 
 
+RECENT_ERRORS_WINDOW_SECS = 3600.0
+
+
+def _epoch(timestamp: str) -> float | None:
+    try:
+        return datetime.datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def check_logs(s: _State) -> list[Check]:
+    """The seed's "recent errors": ERROR records of the last hour in the daemon's log."""
+    from tundra.service.logs import log_files, tail_records
+
+    files = [f for f in log_files(s.paths) if f.exists()]
+    if not files:
+        return [_skip("logs", "no log file (under systemd: `tundra logs -p error`)")]
+    since = time.time() - RECENT_ERRORS_WINDOW_SECS
+    errors = [
+        r
+        for r in tail_records(files, n=200, priority="error")
+        if (_epoch(r.timestamp) or 0.0) >= since
+    ]
+    if errors:
+        latest = errors[-1].message.splitlines()[0][:160]
+        return [
+            _warn(
+                "logs",
+                f"{len(errors)} error(s) in the last hour, latest: {errors[-1].target}: {latest}",
+                "`tundra logs -p error` for the details",
+            )
+        ]
+    return [_ok("logs", f"no errors in the last hour ({files[0]})")]
+
+
 CHECKS: tuple[Callable[[_State], list[Check]], ...] = (
     check_config,
     check_daemon,
@@ -712,6 +748,7 @@ CHECKS: tuple[Callable[[_State], list[Check]], ...] = (
     check_fds,
     check_zombies,
     check_circuits,
+    check_logs,
 )
 
 
