@@ -280,3 +280,23 @@ def _tundra(
         text=True,
         timeout=60,
     )
+
+
+async def test_unix_socket_url_connects_and_missing_socket_fails_cleanly(
+    mariadb: MariaDB, tmp_path: Path
+) -> None:
+    url = f"mysql://tundra@localhost/viasock?unix_socket={mariadb.socket}"
+    async with open_store(
+        store_config(), TundraPaths(tmp_path), url=url, env={PW_ENV: mariadb.password}
+    ) as st:
+        await st.settings.set("via", "socket")
+        assert await st.settings.get("via") == "socket"
+    missing = tmp_path / "nope.sock"
+    with pytest.raises(StoreConnectError, match="nope.sock"):
+        async with open_store(
+            store_config(),
+            TundraPaths(tmp_path),
+            url=f"mysql://root@localhost/x?unix_socket={missing}",
+            env={},
+        ):
+            pass

@@ -22,6 +22,10 @@ from tundra.store.errors import StoreUnavailable
 from tundra.store.service import StoreService
 
 
+def _comm() -> str:
+    return Path("/proc/self/comm").read_text().strip()
+
+
 def _daemon(tmp_path: Path, config: Config) -> Daemon:
     paths = TundraPaths(tmp_path / "home")
     paths.ensure()
@@ -46,8 +50,12 @@ async def test_sqlite_service_is_ready_when_started_and_serves_the_api(tmp_path:
 async def test_service_starts_at_once_with_unreachable_server_and_reports(tmp_path: Path) -> None:
     port = free_port()
     config = Config(
-        store=StoreConfig(url=f"mysql://root@127.0.0.1:{port}/x", backoff_base_secs=0.05, backoff_max_secs=0.1,
-                          write_retry_secs=0.2)
+        store=StoreConfig(
+            url=f"mysql://root@127.0.0.1:{port}/x",
+            backoff_base_secs=0.05,
+            backoff_max_secs=0.1,
+            write_retry_secs=0.2,
+        )
     )
     daemon = _daemon(tmp_path, config)
     svc = StoreService(daemon)
@@ -71,16 +79,25 @@ async def test_service_connects_when_the_server_appears(
     server = MariaDB(mariadb_template)
     try:
         config = Config(
-            store=StoreConfig(url=server.url("late"), password_env=PW_ENV, backoff_base_secs=0.05, backoff_max_secs=0.2)
+            store=StoreConfig(
+                url=server.url("late"),
+                password_env=PW_ENV,
+                backoff_base_secs=0.05,
+                backoff_max_secs=0.2,
+            )
         )
         monkeypatch.setenv(PW_ENV, server.password)
         daemon = _daemon(tmp_path, config)
         svc = StoreService(daemon)
         async with trio.open_nursery() as nursery:
             await nursery.start(svc.run, daemon)
-            await wait_for(lambda: svc.state == "unavailable", message="unavailable before the server runs")
+            await wait_for(
+                lambda: svc.state == "unavailable", message="unavailable before the server runs"
+            )
             await trio.to_thread.run_sync(server.start)
-            await wait_for(lambda: svc.state == "ready", timeout=30, message="ready once the server runs")
+            await wait_for(
+                lambda: svc.state == "ready", timeout=30, message="ready once the server runs"
+            )
             await svc.settings.set("k", 1)
             assert await svc.settings.get("k") == 1
             nursery.cancel_scope.cancel()
@@ -117,8 +134,10 @@ async def test_managed_dolt_with_port_held_reports_holder(tmp_path: Path) -> Non
                 await nursery.start(svc.run, daemon)
             err = await wait_for(lambda: svc.status()["last_error"], message="port error")
             nursery.cancel_scope.cancel()
-    comm = Path("/proc/self/comm").read_text().strip()
+    comm = _comm()
     assert err["code"] == "store.port_in_use"
-    assert err["message"].startswith(f"Address already in use: port {port} is held by {comm} (pid {os.getpid()})")
+    assert err["message"].startswith(
+        f"Address already in use: port {port} is held by {comm} (pid {os.getpid()})"
+    )
     assert svc.state != "ready"
     assert msgspec.json.encode(svc.status())  # status is JSON-able

@@ -10,6 +10,7 @@ raised as :class:`~tundra.store.engine.ConnectionLost` so the store can reconnec
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -44,6 +45,8 @@ CONNECTION_LOST_CODES = frozenset(
     }
 )
 ACCESS_DENIED_CODES = frozenset({1044, 1045, 1698})
+_RETRY_CODES = frozenset({1205, 1213})  # lock wait timeout, deadlock
+_DEADLOCK_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -175,8 +178,22 @@ class MysqlEngine(Engine):
             kwargs["port"] = t.port
         if with_db:
             kwargs["database"] = t.database
+        sock: socket.socket | None = None
+        if t.unix_socket:
+            # pymysql leaks the socket of a failed unix-socket connect; dial it ourselves.
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(self.connect_timeout)
+            try:
+                sock.connect(t.unix_socket)
+            except OSError as e:
+                sock.close()
+                raise StoreConnectError.for_address(
+                    t.host, t.port, f"{t.unix_socket}: {e.strerror or e}"
+                ) from None
         try:
-            return pymysql.connect(**kwargs)
+            conn = pymysql.connect(**kwargs, defer_connect=True)
+            conn.connect(sock)
+            return conn
         except pymysql.err.MySQLError as e:
             raise self._translate(e) from None
         except OSError as e:
@@ -250,6 +267,22 @@ class MysqlEngine(Engine):
 
     # -- calls ---------------------------------------------------------------------------
     def call(self, fn: Callable[[Session], T], *, write: bool) -> T:
+        for attempt in range(1, _DEADLOCK_ATTEMPTS + 1):
+            try:
+                return self._call_once(fn, write=write)
+            except pymysql.err.OperationalError as e:
+                # InnoDB picked this transaction as a deadlock victim / lock wait timed out:
+                # it was rolled back whole, so running it again is safe.
+                if _code(e) not in _RETRY_CODES or attempt == _DEADLOCK_ATTEMPTS:
+                    raise StoreError(
+                        f"database error: {e.args[1] if len(e.args) > 1 else e}"
+                    ) from e
+                log.debug("retrying transaction after %s (attempt %d)", e, attempt)
+            except pymysql.err.MySQLError as e:
+                raise StoreError(f"database error: {e.args[1] if len(e.args) > 1 else e}") from e
+        raise AssertionError("unreachable")
+
+    def _call_once(self, fn: Callable[[Session], T], *, write: bool) -> T:
         s, gen = self._take()
         try:
             s.begin()

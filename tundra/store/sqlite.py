@@ -177,6 +177,13 @@ class SqliteEngine(Engine):
         s.conn.close()
 
     def call(self, fn: Callable[[Session], T], *, write: bool) -> T:
+        try:
+            return self._call(fn, write=write)
+        except sqlite3.Error as e:
+            # "database is locked" after busy_timeout, disk full, corrupt file...
+            raise StoreError(f"database error: {e}") from e
+
+    def _call(self, fn: Callable[[Session], T], *, write: bool) -> T:
         if write:
             if self._writer is None:
                 self.connect()

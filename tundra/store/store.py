@@ -271,7 +271,8 @@ class Store:
     def _set_state(self, state: StoreState, error: StoreError | None) -> None:
         # Repeated failures with the same text are one state, not a flood of events.
         changed = state != self._state or (
-            error is not None and (self.last_error is None or error.message != self.last_error.message)
+            error is not None
+            and (self.last_error is None or error.message != self.last_error.message)
         )
         self._state = state
         if error is not None or state == "ready":
