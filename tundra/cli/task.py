@@ -317,11 +317,15 @@ def cmd_attach(args: argparse.Namespace) -> int:
             f"task {info['id']} has no live agent terminal (state {info['state']})",
             hint=f"see its output with `tundra task logs {info['id']}`",
         )
-    try:
-        term_cli: Any = importlib.import_module("tundra.cli.term")
-    except ImportError:
-        term_cli = None
-    attach = getattr(term_cli, "attach_terminal", None)
+    attach = None
+    # The terminals CLI owns `tundra attach`; reuse its attach loop when it is installed.
+    for module in ("tundra.cli.term", "tundra.cli.terminals", "tundra.cli.terminal"):
+        try:
+            attach = getattr(importlib.import_module(module), "attach_terminal", None)
+        except ImportError:
+            continue
+        if attach is not None:
+            break
     if attach is None:
         print(
             f"agent terminal: {info['terminal_id']}  (attach with `tundra attach {info['terminal_id']}`)"
