@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 
-from tests.support import REPO, need
+from tests.support import REPO, need, start_daemon
 from tundra.service.platform import probe_manager
 
 
@@ -176,3 +177,23 @@ def test_install_refuses_a_broken_config_but_stop_still_works(short_dir: Path) -
     assert "daemon.max_ptys: must be 1-100000, got 0" in proc.stderr
     stop = _plan(_run(home, "stop", "--dry-run", "--manager", "systemd", "--json"))
     assert stop["commands"][0][:3] == ["systemctl", "--user", "stop"]
+
+
+async def test_install_notices_a_daemon_already_running_in_the_foreground(short_dir: Path) -> None:
+    async with start_daemon(short_dir / "home") as d:
+        proc = await trio.to_thread.run_sync(
+            lambda: _run(
+                d.home,
+                "install",
+                "--dry-run",
+                "--manager",
+                "systemd",
+                "--json",
+                TUNDRA_SOCKET=str(d.socket),
+            )
+        )
+    plan = _plan(proc)
+    assert any(
+        f"daemon already running (pid {d.pid}" in n and "tundra daemon stop" in n
+        for n in plan["notes"]
+    )

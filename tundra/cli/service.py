@@ -12,6 +12,8 @@ import msgspec
 
 from tundra.cli.output import emit
 from tundra.errors import TundraError, UsageError
+from tundra.ipc.client import BlockingClient
+from tundra.service.errors import ServiceError
 from tundra.service.manager import (
     Action,
     ServicePlan,
@@ -151,6 +153,15 @@ def cmd_service(args: argparse.Namespace) -> int:
                 hint=f"sudo {sys.executable} -m tundra service {action} --system",
             )
     p = plan(action, ctx, manager=manager, bridge=args.bridge)  # type: ignore[arg-type]
+    running = _foreground_daemon(ctx) if action == "install" else None
+    if running:
+        msg = f"daemon already running (pid {running.get('pid')}, socket {ctx.socket_path})"
+        hint = (
+            "stop it first (`tundra daemon stop`): the service's daemon would exit 2 and stay down"
+        )
+        if not args.dry_run:
+            raise ServiceError(msg, hint=hint)
+        p = msgspec.structs.replace(p, notes=[*p.notes, f"{msg}; {hint}"])
     if args.dry_run:
         return emit(
             args,
@@ -162,6 +173,18 @@ def cmd_service(args: argparse.Namespace) -> int:
     if action in ("install", "start", "restart"):
         result["units"] = status(manager, scope)
     return emit(args, result, _human_done)
+
+
+def _foreground_daemon(ctx: UnitContext) -> dict[str, Any] | None:
+    """The ping answer of a daemon already serving the socket the units would use."""
+    if not ctx.socket_path:
+        return None
+    try:
+        with BlockingClient(ctx.socket_path, timeout=2.0) as client:
+            answer: dict[str, Any] = client.call("ping", result_type=dict[str, Any])
+            return answer
+    except TundraError:
+        return None
 
 
 def _human_done(result: dict[str, Any]) -> str:
