@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -85,6 +86,32 @@ async def test_llm_service_end_to_end(fake: FakeLLM) -> None:
             usage2 = {u["profile_id"]: u for u in (await d2.call("llm.usage"))["usage"]}
             assert usage2["secondary"]["total_requests"] == 2
             assert usage2["primary"]["total_rate_limits"] == 1
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+async def test_cli_stream_and_reload_of_profiles(fake: FakeLLM) -> None:
+    home = _home(fake)
+    env = {"T_KEY_A": SECRET_A, "T_KEY_B": SECRET_B}
+    try:
+        async with start_daemon(home, env=env) as d:
+            fake.push({"match": {"api": "anthropic"}, "text": "streamed to the terminal"})
+            out = await trio.run_process(tundra_cmd("llm", "ask", "go", "--stream"), env=d.env,
+                                         capture_stdout=True, capture_stderr=True)
+            assert out.stdout.decode().strip() == "streamed to the terminal"
+            assert b"[primary" in out.stderr
+            (home / "config" / "api_profiles.json").write_text(json.dumps({"profiles": [
+                {"name": "only-local", "provider": "local", "base_url": fake.url}]}))
+            d.send_signal(signal.SIGHUP)
+
+            async def names() -> list[str]:
+                return [p["name"] for p in (await d.call("llm.profiles"))["profiles"]]
+
+            with trio.fail_after(10):
+                while await names() != ["only-local"]:
+                    await trio.sleep(0.05)
+            res = await d.call("llm.ask", {"prompt": "hi"}, result_type=AskResult)
+            assert res.profile == "only-local"
     finally:
         shutil.rmtree(home, ignore_errors=True)
 
