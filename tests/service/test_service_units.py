@@ -131,7 +131,7 @@ def test_stop_timeout_stays_above_the_daemon_grace() -> None:
 def test_awkward_paths_are_quoted_and_escaped() -> None:
     ctx = UnitContext(
         scope="system",
-        python="/opt/my tools/bin/python",
+        python="/opt/my tools/b$in/python",
         tundra_home="/srv/100%/tundra $HOME",
         socket_path="/run/tundra/daemon.sock",
         path_env="/usr/bin:/bin",
@@ -139,8 +139,9 @@ def test_awkward_paths_are_quoted_and_escaped() -> None:
         user="x",
     )
     text = render_systemd(ctx)[DAEMON_SERVICE]
-    assert 'ExecStart="/opt/my tools/bin/python" -X faulthandler -m tundra daemon' in text
-    assert 'Environment="TUNDRA_HOME=/srv/100%%/tundra $$HOME"' in text
+    # $ is special in command lines only; % (specifiers) everywhere.
+    assert 'ExecStart="/opt/my tools/b$$in/python" -X faulthandler -m tundra daemon' in text
+    assert 'Environment="TUNDRA_HOME=/srv/100%%/tundra $HOME"' in text
 
 
 def _analyze(args: list[str], units: dict[str, str], tmp: Path, env: dict[str, str]) -> str:

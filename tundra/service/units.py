@@ -123,18 +123,20 @@ def template_context(
 # --- systemd -----------------------------------------------------------------------------
 
 
-def _sd_escape(text: str) -> str:
-    """Escape a literal for a unit file value: specifiers, variables, quotes, backslashes."""
-    return text.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%").replace("$", "$$")
+def _sd_escape(text: str, *, in_exec: bool = False) -> str:
+    """Escape a literal for a unit file value: specifiers, quotes, backslashes -- and ``$``
+    in command lines only (Environment= performs no variable expansion)."""
+    text = text.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
+    return text.replace("$", "$$") if in_exec else text
 
 
-def _sd_path(ctx: UnitContext, path: str) -> str:
+def _sd_path(ctx: UnitContext, path: str, *, in_exec: bool = False) -> str:
     """A path as a unit file value; in user units ``%h``/``%t`` keep the unit portable."""
     if ctx.scope == "user":
         for prefix, spec in ((ctx.runtime_dir, "%t"), (ctx.user_home, "%h")):
             if prefix and (path == prefix or path.startswith(prefix.rstrip("/") + "/")):
-                return spec + _sd_escape(path[len(prefix.rstrip("/")) :])
-    return _sd_escape(path)
+                return spec + _sd_escape(path[len(prefix.rstrip("/")) :], in_exec=in_exec)
+    return _sd_escape(path, in_exec=in_exec)
 
 
 def _sd_search_path(ctx: UnitContext, value: str) -> str:
@@ -153,7 +155,14 @@ def _sd_env(name: str, value: str) -> str:
 
 
 def _exec(ctx: UnitContext, *args: str) -> str:
-    words = [_sd_word(_sd_path(ctx, ctx.python)), "-X", "faulthandler", "-m", "tundra", *args]
+    words = [
+        _sd_word(_sd_path(ctx, ctx.python, in_exec=True)),
+        "-X",
+        "faulthandler",
+        "-m",
+        "tundra",
+        *args,
+    ]
     return " ".join(words)
 
 
