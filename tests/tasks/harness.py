@@ -11,6 +11,7 @@ from typing import Any
 
 import trio
 
+from tundra.agents.registry import PresetRegistry
 from tundra.agents.terminals import TerminalServiceLauncher
 from tundra.config.schema import AgentsConfig, Config, DaemonConfig
 from tundra.sessions.service import TerminalService
@@ -31,7 +32,12 @@ def fake(*actions: str) -> str:
 
 @asynccontextmanager
 async def running_tasks(
-    tmp_path: Path, *, max_ptys: int = 10, store: MemoryTaskStore | None = None, **agents: Any
+    tmp_path: Path,
+    *,
+    max_ptys: int = 10,
+    store: MemoryTaskStore | None = None,
+    registry: PresetRegistry | None = None,
+    **agents: Any,
 ) -> AsyncIterator[TaskService]:
     agents.setdefault("default_preset", "shell")
     agents.setdefault("retry_backoff_secs", 0.0)
@@ -47,6 +53,7 @@ async def running_tasks(
             logs_dir=tmp_path / "home" / "logs" / "tasks",
             store=store if store is not None else MemoryTaskStore(),
             launcher=TerminalServiceLauncher(terms),
+            registry=registry,
         )
         await nursery.start(svc.serve)
         try:

@@ -38,10 +38,11 @@ async def test_task_lifecycle_over_ipc(repo: Path) -> None:
         )
         assert t["state"] == "queued" and len(t["id"]) == 8
 
-        async def state() -> str:
-            return (await c.call("task.get", {"id": t["id"][:5]}))["state"]
+        async def in_review() -> bool:
+            got = await c.call("task.get", {"id": t["id"][:5]})
+            return bool(got["state"] == "review")
 
-        await wait_for(lambda: _eq(state(), "review"), 30, message="review")
+        await wait_for(in_review, 30, message="review")
         diff = await c.call("task.diff", {"id": t["id"]})
         assert "f.txt" in diff["stat"]
         with pytest.raises(
@@ -81,10 +82,6 @@ async def test_task_lifecycle_over_ipc(repo: Path) -> None:
             "opencode",
             "shell",
         }
-
-
-async def _eq(aw: object, value: str) -> bool:
-    return await aw == value  # type: ignore[misc]
 
 
 async def test_daemon_killed_mid_run_task_comes_back_and_runs_again(
@@ -145,6 +142,7 @@ async def test_capacity_20_tasks_max_3_running(repo: Path) -> None:
                     break
                 await trio.sleep(0.05)
         assert peak >= 2
+
         async def idle() -> bool:
             st = await c.call("queue.status")
             assert st["max_concurrent"] == 3

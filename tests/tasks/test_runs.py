@@ -214,3 +214,22 @@ async def test_clean_refuses_unmerged_commits_without_force(tmp_path: Path, repo
         await svc.clean(t.id, force=True)
         assert not exists(wt) and t.worktree == ""
         assert f"tundra/{t.id}" not in git(repo, "branch")
+
+
+async def test_idle_marker_moves_to_waiting_and_back(tmp_path: Path, repo: Path) -> None:
+    from tundra.agents.registry import load_registry
+
+    agents = tmp_path / "agents.toml"
+    agents.write_text(
+        '[presets.asker]\ncommand = ["bash", "-lc", "{prompt}"]\nidle_markers = ["answer?"]\n'
+        'stuck_after_secs = 0.6\nstuck_policy = "fail"\n'
+    )
+    async with running_tasks(tmp_path, registry=load_registry(agents)) as svc:
+        t = await add(
+            svc, repo, fake("input", "answer?", "sleep", "0.5", "exit", "0"), agent="asker"
+        )
+        await wait_for(lambda: state_of(svc, t.id) == "waiting", 20, message="waiting")
+        await svc.nudge(t.id, "yes")
+        await wait_for(lambda: state_of(svc, t.id) == "review", 20, message="review")
+        states = [e.to_state for e in await svc.store.events(t.id) if e.kind == "state"]
+        assert states[:4] == ["queued", "running", "waiting", "running"]

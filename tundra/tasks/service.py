@@ -485,6 +485,10 @@ class TaskService:
             quiet = trio.current_time() - proc.last_output_at
             if preset.idle_markers:
                 await self._check_idle(task, preset, tail, quiet, detector.interval)
+            if task.state == "waiting":
+                # Waiting for input is not being stuck.
+                detector.reset()
+                continue
             if not detector.observe(tail, quiet_for=quiet):
                 continue
             detector.reset()
