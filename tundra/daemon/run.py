@@ -243,6 +243,7 @@ def run_daemon(opts: DaemonOptions) -> int:
         max_bytes=config.logging.max_file_bytes,
         backups=config.logging.backups,
     )
+    log.info("logging initialised (%s)", ", ".join(handle.outputs), extra={"fields": {"service": "tundra-daemon"}})
     lock = DaemonLock(paths.lock_file)
     try:
         lock.acquire(str(sock_path))
