@@ -290,6 +290,7 @@ class MysqlEngine(Engine):
             s.commit()
             if write and self.target.kind == "dolt" and self.target.auto_commit:
                 dolt_commit(s, "tundra: write batch", allow_empty=False)
+                s.commit()  # close the SQL transaction the CALL ran in
         except BaseException as e:
             if is_connection_error(e):
                 raise self._lost(s, e) from None
