@@ -40,7 +40,12 @@ def rss_kib(pid: int) -> int:
 async def baseline_one(repo: Path, wt_root: Path, i: int) -> None:
     path = wt_root / f"b{i}"
     branch = f"bench/b{i}"
-    await trio.run_process(["git", "worktree", "add", "-q", "-b", branch, str(path), "main"], cwd=repo, capture_stdout=True, capture_stderr=True)
+    await trio.run_process(
+        ["git", "worktree", "add", "-q", "-b", branch, str(path), "main"],
+        cwd=repo,
+        capture_stdout=True,
+        capture_stderr=True,
+    )
     await trio.run_process(["bash", "-lc", "true"], cwd=path)
     await trio.run_process(["git", "worktree", "remove", str(path)], cwd=repo)
     await trio.run_process(["git", "branch", "-q", "-D", branch], cwd=repo)
@@ -74,7 +79,7 @@ async def main(args: argparse.Namespace) -> None:
     base = short_tempdir("bt")
     repo = make_repo(base / "proj")
     seq_base, tput_base = await baseline(repo, base / "bwt", args.seq, args.concurrency)
-    config = f"[agents]\ndefault_preset = \"shell\"\nmax_concurrent = {args.concurrency}\n[daemon]\nmax_ptys = {max(10, args.concurrency)}\n"
+    config = f'[agents]\ndefault_preset = "shell"\nmax_concurrent = {args.concurrency}\n[daemon]\nmax_ptys = {max(10, args.concurrency)}\n'
     async with start_daemon(config=config) as d, d.client() as c:
         idle_rss = rss_kib(d.pid)
 
@@ -90,7 +95,10 @@ async def main(args: argparse.Namespace) -> None:
         e2e: list[float] = []
         for _ in range(args.seq):
             t0 = time.perf_counter()
-            t = await c.call("task.add", {"title": "noop", "prompt": "true", "repo": str(repo), "requires_approval": False})
+            t = await c.call(
+                "task.add",
+                {"title": "noop", "prompt": "true", "repo": str(repo), "requires_approval": False},
+            )
             got = await wait_done(t["id"])
             e2e.append(time.perf_counter() - t0)
             assert got["state"] == "done", got
@@ -114,7 +122,15 @@ async def main(args: argparse.Namespace) -> None:
             nursery.start_soon(sample)
             ids = []
             for i in range(args.n):
-                t = await c.call("task.add", {"title": f"n{i}", "prompt": "true", "repo": str(repo), "requires_approval": False})
+                t = await c.call(
+                    "task.add",
+                    {
+                        "title": f"n{i}",
+                        "prompt": "true",
+                        "repo": str(repo),
+                        "requires_approval": False,
+                    },
+                )
                 ids.append(t["id"])
             while True:
                 tasks = (await c.call("task.list", {}))["tasks"]
@@ -143,12 +159,27 @@ async def main(args: argparse.Namespace) -> None:
     rows = [
         ("queued->running p50 (ms)", f"{statistics.median(lat) * 1000:.1f}", "", ""),
         ("queued->running p95 (ms)", f"{pct(lat, 95) * 1000:.1f}", "", ""),
-        ("one task add->done p50 (ms)", f"{seq_task * 1000:.1f}", f"{seq_base * 1000:.1f}", f"{seq_task / seq_base:.2f}x"),
-        (f"throughput {args.n} tasks @{args.concurrency} (tasks/s)", f"{tput:.1f}", f"{tput_base:.1f}", f"{tput / tput_base:.2f}x"),
+        (
+            "one task add->done p50 (ms)",
+            f"{seq_task * 1000:.1f}",
+            f"{seq_base * 1000:.1f}",
+            f"{seq_task / seq_base:.2f}x",
+        ),
+        (
+            f"throughput {args.n} tasks @{args.concurrency} (tasks/s)",
+            f"{tput:.1f}",
+            f"{tput_base:.1f}",
+            f"{tput / tput_base:.2f}x",
+        ),
         ("max running at once (from history)", str(max_running_hist), str(args.concurrency), ""),
         ("failed tasks", str(failed), "0", ""),
         ("daemon RSS idle (MiB)", f"{idle_rss / 1024:.1f}", "", ""),
-        ("daemon RSS peak during run (MiB)", f"{peak / 1024:.1f}", f"{idle_rss / 1024:.1f}", f"{peak / max(1, idle_rss):.2f}x"),
+        (
+            "daemon RSS peak during run (MiB)",
+            f"{peak / 1024:.1f}",
+            f"{idle_rss / 1024:.1f}",
+            f"{peak / max(1, idle_rss):.2f}x",
+        ),
     ]
     w = max(len(r[0]) for r in rows)
     print(f"{'metric':<{w}}  {'tundra':>10}  {'baseline':>10}  {'ratio':>7}")

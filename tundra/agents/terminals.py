@@ -39,7 +39,9 @@ class TerminalAgentProcess:
         start, data, lost = self.term.scrollback.read(since)
         return start, bytes(data), lost
 
-    def subscribe(self, since: int | None = None) -> AbstractAsyncContextManager[AsyncIterator[Any]]:
+    def subscribe(
+        self, since: int | None = None
+    ) -> AbstractAsyncContextManager[AsyncIterator[Any]]:
         return self.term.subscribe(since)
 
     async def write(self, data: bytes) -> None:
