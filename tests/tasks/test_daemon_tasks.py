@@ -210,3 +210,38 @@ async def test_cli_add_ls_show_logs_approve_and_aliases(repo: Path) -> None:
         assert rc == 0 and "shell" in out and "claude" in out
         rc, out, _ = await _cli(d, "queue", "pause")
         assert "paused" in out
+
+
+async def test_sigterm_with_running_agent_stops_promptly_and_task_is_requeued(
+    repo: Path, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "config.toml").write_text(CONFIG)
+    async with start_daemon(home=home) as d:
+        t = await d.call(
+            "task.add",
+            {"title": "long", "prompt": fake("print", "busy", "hang"), "repo": str(repo)},
+        )
+
+        async def busy() -> bool:
+            out = []
+            async with d.client() as c, c.stream("task.logs", {"id": t["id"]}) as s:
+                async for item in s:
+                    out.append(item["data"])
+            return b"busy" in b"".join(out)
+
+        await wait_for(busy, 30, interval=0.05, message="agent output")
+        with trio.fail_after(15):
+            assert await d.stop(signal.SIGTERM) == 0
+    async with start_daemon(home=home) as d2:
+        got = await d2.call("task.get", {"id": t["id"]})
+        assert got["state"] in ("queued", "running")
+        hist = await d2.call("task.history", {"id": t["id"]})
+        assert "interrupted" in [e["to_state"] for e in hist["events"]]
+        out = []
+        async with d2.client() as c, c.stream("task.logs", {"id": t["id"]}) as s:
+            async for item in s:
+                out.append(item["data"])
+        assert b"busy" in b"".join(out), "the first attempt's output was saved at shutdown"
+        await d2.call("task.cancel", {"id": t["id"]})
