@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tundra.cli.output import emit
-from tundra.errors import UsageError
+from tundra.errors import TundraError, UsageError
 from tundra.ipc.client import BlockingClient
 
 __all__ = ["register"]
@@ -313,7 +313,7 @@ def cmd_attach(args: argparse.Namespace) -> int:
     with BlockingClient() as c:
         info = _rpc(c, "task.attach-info", {"id": args.id})
     if not info["terminal_id"] or not info["alive"]:
-        raise UsageError(
+        raise TundraError(
             f"task {info['id']} has no live agent terminal (state {info['state']})",
             hint=f"see its output with `tundra task logs {info['id']}`",
         )
