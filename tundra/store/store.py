@@ -275,8 +275,10 @@ class Store:
             and (self.last_error is None or error.message != self.last_error.message)
         )
         self._state = state
-        if error is not None or state == "ready":
-            self.last_error = error if state != "ready" else self.last_error
+        if state == "ready":
+            self.last_error = None  # `tundra status` shows the error of the current outage only
+        elif error is not None:
+            self.last_error = error
         if state == "ready":
             self._ready.set()
         elif self._ready.is_set():
