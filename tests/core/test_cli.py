@@ -44,3 +44,16 @@ def test_bash_completion_lists_commands(capsys: pytest.CaptureFixture[str]) -> N
         assert word in out
     bash = subprocess.run(["bash", "-n"], input=out, text=True, capture_output=True)
     assert bash.returncode == 0, bash.stderr
+
+
+async def test_daemon_stop_waits_for_the_exit() -> None:
+    import trio
+
+    from tests.support import start_daemon, tundra_cmd
+
+    async with start_daemon() as d:
+        r = await trio.run_process(tundra_cmd("daemon", "stop"), env=d.env, capture_stdout=True, capture_stderr=True, check=False)
+        assert r.returncode == 0, r.stderr
+        assert f"daemon stopped (pid {d.pid})".encode() in r.stdout
+        with trio.fail_after(10):
+            assert await d.proc.wait() == 0

@@ -48,10 +48,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
 
         return validate_all(as_json=args.json)
     if args.action == "stop":
-        with BlockingClient() as c:
-            c.call("daemon.stop")
-        print("daemon stopping")
-        return 0
+        return _stop_daemon()
     if args.action == "reload":
         with BlockingClient() as c:
             result: dict[str, Any] = c.call("daemon.reload")
@@ -60,6 +57,32 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     from tundra.daemon.run import DaemonOptions, run_daemon
 
     return run_daemon(DaemonOptions(environment=args.environment, log_format=args.log_format))
+
+
+def _stop_daemon() -> int:
+    """Ask for a graceful stop, then wait until the daemon process is gone."""
+    import os
+
+    from tundra.ipc.errors import ConnectionLost
+
+    with BlockingClient() as c:
+        pid = int(c.call("ping")["pid"])
+        try:
+            c.call("daemon.stop")
+        except ConnectionLost:
+            pass  # the daemon may close the connection before the reply: that is stopping too
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            print(f"daemon stopped (pid {pid})")
+            return 0
+        except PermissionError:
+            break
+        time.sleep(0.05)
+    print(f"daemon (pid {pid}) is still stopping; see `tundra logs`")
+    return 1
 
 
 def _fmt_uptime(secs: float) -> str:

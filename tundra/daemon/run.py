@@ -198,7 +198,12 @@ def _diff(a: Any, b: Any, prefix: str = "") -> dict[str, tuple[Any, Any]]:
 
 
 def _listener_from_activation() -> stdsocket.socket | None:
+    """The socket systemd (LISTEN_FDS) or launchd (launch_activate_socket) passed us, if any."""
     fds = listen_fds()
+    if not fds and sys.platform == "darwin":
+        from tundra.service.launchd import launchd_socket_fds
+
+        fds = launchd_socket_fds()
     if not fds:
         return None
     sock = stdsocket.socket(fileno=fds[0])
@@ -239,7 +244,7 @@ def run_daemon(opts: DaemonOptions) -> int:
         directives=resolve_directives(dict(os.environ), env_name, config.general.log_level),
         service="tundra-daemon",
         fmt=opts.log_format or config.logging.format,
-        log_file=paths.daemon_log if (config.logging.file and not under_systemd) else None,
+        log_file=_log_file(paths, config) if not under_systemd or os.environ.get("LOGS_DIRECTORY") else None,
         max_bytes=config.logging.max_file_bytes,
         backups=config.logging.backups,
     )
@@ -257,7 +262,11 @@ def run_daemon(opts: DaemonOptions) -> int:
             listener = _listener_from_activation()
             if listener is not None:
                 owns_socket = False
-                log.info("using the socket passed by the service manager (socket activation)")
+                bound = listener.getsockname()
+                if isinstance(bound, str) and bound:
+                    sock_path = Path(bound)  # report the socket we really serve
+                log.info("using the socket passed by the service manager (socket activation)",
+                         extra={"fields": {"socket": str(sock_path)}})
             else:
                 listener = bind_unix_socket(sock_path)
         except TundraError as err:
@@ -294,6 +303,14 @@ def run_daemon(opts: DaemonOptions) -> int:
         lock.release()
         notifier.close()
         handle.close()
+
+
+def _log_file(paths: TundraPaths, config: Config) -> Path | None:
+    """logs/daemon.log off-systemd; $LOGS_DIRECTORY/daemon.log when a system unit gives one."""
+    if not config.logging.file:
+        return None
+    logs_dir = os.environ.get("LOGS_DIRECTORY", "").split(":")[0]
+    return Path(logs_dir) / "daemon.log" if logs_dir else paths.daemon_log
 
 
 def _config_leaf(exc: BaseException) -> TundraError | None:
