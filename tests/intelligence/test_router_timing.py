@@ -303,3 +303,29 @@ async def test_multi_key_limiter_guards_the_router(autojump_clock: trio.testing.
         await r.ask(ASK, user="1000")
     assert str(ei.value) == "rate limit exceeded for key `user:1000` – retry after 1s"
     await r.ask(ASK, user="1001")
+
+
+async def test_reconfigure_keeps_state_of_unchanged_profiles(autojump_clock: trio.testing.MockClock,
+                                                            client: httpx.AsyncClient) -> None:
+    r = two(client)
+    Scripted(r, "primary", RateLimited(5.0))
+    Scripted(r, "secondary")
+    await r.ask(ASK)
+    kept = r.states["primary"]
+    r.configure([kept.profile, r.states["secondary"].profile], r.harness)
+    assert r.states["primary"] is kept and kept.cooldown_until is not None
+    from tundra.harness.config import parse_harness
+
+    r.configure([kept.profile], parse_harness({"profile": [{"name": "primary", "rate_limit_rpm": 5}]}))
+    assert r.states["primary"] is not kept  # new limits -> new buckets
+    assert list(r.states) == ["primary"]
+
+
+async def test_empty_request_is_a_usage_error(client: httpx.AsyncClient) -> None:
+    from tundra.errors import UsageError
+
+    r = two(client)
+    with pytest.raises(UsageError):
+        await r.ask(AskParams())
+    with pytest.raises(UsageError):
+        await r.ask(AskParams(prompt="x", max_tokens=0))

@@ -35,7 +35,7 @@ from typing import Any
 import httpx
 import trio
 
-from tundra.errors import TundraError
+from tundra.errors import TundraError, UsageError
 from tundra.harness.circuit_breaker import CircuitBreaker, CircuitState
 from tundra.harness.config import HarnessConfig
 from tundra.harness.errors import CircuitOpen, CircuitTimeout, HarnessError, format_duration
@@ -119,6 +119,8 @@ class ProfileState:
         self.cooldown_until: float | None = None
         self.cooldown_reason: str | None = None
         self.disabled: str | None = None
+        self.limits: tuple[int | None, int | None] = (None, None)
+        """The (rpm, tpm) the buckets were built with (to detect changes on reload)."""
 
     @property
     def name(self) -> str:
@@ -216,14 +218,15 @@ class Router:
             rpm = limits.rate_limit_rpm if limits and limits.rate_limit_rpm else p.rate_limit_rpm
             tpm = limits.rate_limit_tpm if limits and limits.rate_limit_tpm else p.rate_limit_tpm
             prev = old.get(p.name)
-            if (prev is not None and prev.profile == p
+            if (prev is not None and prev.profile == p and prev.limits == (rpm, tpm)
                     and prev.breaker.config == harness.circuit_breaker.to_config()):
                 new[p.name] = prev
                 continue
             breaker = CircuitBreaker(p.name, harness.circuit_breaker.to_config(),
                                      on_transition=self._transition)
-            new[p.name] = ProfileState(p, make_provider(p, self.client), breaker,
-                                       ProfileBuckets(rpm, tpm))
+            st = ProfileState(p, make_provider(p, self.client), breaker, ProfileBuckets(rpm, tpm))
+            st.limits = (rpm, tpm)
+            new[p.name] = st
         self.states = new
 
     def _transition(self, name: str, old: CircuitState, new: CircuitState) -> None:
@@ -237,12 +240,8 @@ class Router:
         if params.prompt is not None:
             msgs.append(ChatMessage(role="user", content=params.prompt))
         if not msgs:
-            from tundra.errors import UsageError
-
             raise UsageError("llm.ask needs `prompt` or `messages`")
         if params.max_tokens < 1:
-            from tundra.errors import UsageError
-
             raise UsageError(f"max_tokens must be >= 1, got {params.max_tokens}")
         return msgs
 
