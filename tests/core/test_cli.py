@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import trio
 
 from tundra.cli.main import main
 
@@ -47,7 +48,7 @@ def test_bash_completion_lists_commands(capsys: pytest.CaptureFixture[str]) -> N
 
 
 async def test_daemon_stop_waits_for_the_exit() -> None:
-    import trio
+
 
     from tests.support import start_daemon, tundra_cmd
 
