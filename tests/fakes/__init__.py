@@ -1,0 +1,1 @@
+"""Fake external services for tests and benchmarks (LLM provider, agent CLI)."""
