@@ -66,6 +66,9 @@ async def test_task_lifecycle_over_ipc(repo: Path) -> None:
             async for item in s:
                 chunks.append(item["data"])
         assert b"hi" in b"".join(chunks)
+        [run] = (await c.call("task.runs", {"id": t["id"]}))["runs"]
+        assert run["state"] == "succeeded" and run["exit_code"] == 0 and run["pid"] > 0
+        assert run["id"] == f"{t['id']}-1" and run["finished_at"] >= run["started_at"]
         listed = await c.call("task.list", {"state": "done"})
         assert [x["id"] for x in listed["tasks"]] == [t["id"]]
         with pytest.raises(TaskNotFoundError):
@@ -113,6 +116,8 @@ async def test_daemon_killed_mid_run_task_comes_back_and_runs_again(
         assert states == ["queued", "running", "interrupted", "queued", "running", "review"]
         got = await c.call("task.get", {"id": t["id"]})
         assert got["attempts"] == 2
+        runs = (await c.call("task.runs", {"id": t["id"]}))["runs"]
+        assert [(r["attempt"], r["state"]) for r in runs] == [(1, "interrupted"), (2, "succeeded")]
         assert git(repo, "show", f"tundra/{t['id']}:ok.txt") == "second\n"
 
 

@@ -69,6 +69,11 @@ async def test_nonzero_exit_fails_with_output_tail_and_retries_up_to_max(
         t = await add(svc, repo, fake("print", "boom happened", "exit", "3"), max_attempts=2)
         await wait_for(lambda: t.state == "failed" and t.attempts == 2, 20, message="2 attempts")
         assert "exit code 3" in t.result and "boom happened" in t.result
+        runs = await svc.store.runs(t.id)
+        assert [(r.attempt, r.state, r.exit_code) for r in runs] == [
+            (1, "failed", 3),
+            (2, "failed", 3),
+        ]
         events = [e.to_state for e in await svc.store.events(t.id) if e.kind == "state"]
         assert events == ["queued", "running", "failed", "queued", "running", "failed"]
         again = await svc.retry(t.id)
@@ -99,6 +104,7 @@ async def test_timeout_kills_and_fails(tmp_path: Path, repo: Path) -> None:
         t = await add(svc, repo, fake("print", "start", "hang"), timeout_secs=1.0)
         await wait_for(lambda: state_of(svc, t.id) == "failed", 20)
         assert t.result.startswith("timed out after 1s")
+        assert [r.state for r in await svc.store.runs(t.id)] == ["timeout"]
 
 
 async def test_stuck_agent_is_detected_and_policy_applied(tmp_path: Path, repo: Path) -> None:

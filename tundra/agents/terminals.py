@@ -28,6 +28,10 @@ class TerminalAgentProcess:
         return self.term.id
 
     @property
+    def pid(self) -> int:
+        return int(self.term.proc.pid)
+
+    @property
     def last_output_at(self) -> float:
         return self.term.last_output_at
 

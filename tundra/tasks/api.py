@@ -24,6 +24,8 @@ method                 params                      result
 ``task.diff``          :class:`TaskIdParams`       :class:`TaskDiff`
 ``task.attach-info``   :class:`TaskIdParams`       :class:`AttachInfo`
 ``task.nudge``         :class:`TaskNudgeParams`    ``{}`` (text typed into the agent terminal)
+``task.runs``          :class:`TaskIdParams`       ``{"runs": [AgentRun, ...]}`` (one per attempt:
+                                                   state, terminal, pid, exit, error, times)
 ``task.clean``         :class:`TaskCleanParams`    TaskInfo (worktree + branch removed; refuses
                                                    unmerged work unless ``force``)
 ``queue.status``       ``{}``                      :class:`QueueStatus`

@@ -10,6 +10,7 @@ import msgspec
 __all__ = [
     "Task",
     "TaskEvent",
+    "AgentRun",
     "TaskState",
     "Lane",
     "LANES",
@@ -96,6 +97,26 @@ class TaskEvent(msgspec.Struct, frozen=True, kw_only=True):
     to_state: str = ""
     message: str = ""
     data: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class AgentRun(msgspec.Struct, kw_only=True):
+    """One attempt of an agent at a task (the store's ``agent_runs``)."""
+
+    id: str
+    """``<task-id>-<attempt>``."""
+    task_id: str
+    attempt: int
+    preset: str
+    state: str = "running"
+    """``running``, then ``succeeded`` | ``failed`` | ``timeout`` | ``stuck`` | ``cancelled`` |
+    ``interrupted`` (daemon stopped) | ``error`` (could not start/finish)."""
+    terminal_id: str = ""
+    pid: int | None = None
+    exit_code: int | None = None
+    exit_signal: int | None = None
+    error: str = ""
+    started_at: float = 0.0
+    finished_at: float | None = None
 
 
 def dispatch_key(task: Task) -> tuple[int, int, float, str]:

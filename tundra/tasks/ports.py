@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
-from tundra.tasks.model import Task, TaskEvent
+from tundra.tasks.model import AgentRun, Task, TaskEvent
 
 __all__ = ["AgentProcess", "TerminalLauncher", "TaskStore"]
 
@@ -73,3 +73,11 @@ class TaskStore(Protocol):
     async def append_event(self, event: TaskEvent) -> None: ...
 
     async def events(self, task_id: str) -> list[TaskEvent]: ...
+
+    async def run_started(self, run: AgentRun) -> None:
+        """Record the start of one attempt (``agent_runs``)."""
+
+    async def run_finished(self, run: AgentRun) -> None:
+        """Record how an attempt ended (state, exit code/signal, error)."""
+
+    async def runs(self, task_id: str) -> list[AgentRun]: ...

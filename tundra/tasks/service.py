@@ -32,7 +32,7 @@ from tundra.tasks.errors import (
     TaskNotFoundError,
     TaskRunnerError,
 )
-from tundra.tasks.model import LANES, Task, TaskEvent, new_task_id
+from tundra.tasks.model import LANES, AgentRun, Task, TaskEvent, new_task_id
 from tundra.tasks.ports import AgentProcess, TaskStore, TerminalLauncher
 from tundra.tasks.scheduler import Limits, capacity_left, pick_next
 from tundra.tasks.state import next_state
@@ -88,6 +88,10 @@ class _Run:
         self.proc: AgentProcess | None = None
         self.kill_reason: str | None = None
         self.user_paused = False
+        self.record: AgentRun | None = None
+        self.outcome = ""
+        self.error = ""
+        self.exit: tuple[int | None, int | None] = (None, None)
         self.log = bytearray()
         self.log_changed = trio.Event()
         self.done = trio.Event()
@@ -169,6 +173,7 @@ class TaskService:
         u("task.attach-info", api.TaskIdParams, self._h_attach_info)
         u("task.nudge", api.TaskNudgeParams, self._h_nudge)
         u("task.clean", api.TaskCleanParams, self._h_clean)
+        u("task.runs", api.TaskIdParams, self._h_runs)
         registry.stream("task.logs", api.TaskLogsParams, self._h_logs)
         from tundra.ipc.registry import NoParams
 
@@ -237,6 +242,11 @@ class TaskService:
         for t in list(self._tasks.values()):
             if t.state in ("running", "waiting"):
                 await self._transition(t, "interrupt", message="daemon stopped during the run")
+                for rec in await self.store.runs(t.id):
+                    if rec.state == "running":
+                        rec.state, rec.finished_at = "interrupted", time.time()
+                        rec.error = "daemon stopped during the run"
+                        await self.store.run_finished(rec)
             if t.state == "interrupted":
                 await self._transition(
                     t, "requeue", message="requeued after interruption", terminal_id=""
@@ -393,6 +403,7 @@ class TaskService:
             if not _is_tundra(exc):
                 log.exception("task %s: unexpected error in the runner", task.id)
             self.last_error = reason
+            run.outcome, run.error = "error", reason
             with trio.CancelScope(shield=True):
                 if run.proc is not None:
                     with trio.move_on_after(30):
@@ -409,6 +420,7 @@ class TaskService:
             run.done.set()
             with trio.CancelScope(shield=True):
                 await self._save_log(task, run)
+                await self._record_run_end(task, run)
                 if run.proc is not None and self.launcher is not None:
                     with trio.move_on_after(10):
                         await self.launcher.forget(run.proc.id)
@@ -433,6 +445,16 @@ class TaskService:
         )
         run.proc = proc
         task.terminal_id = proc.id
+        run.record = AgentRun(
+            id=f"{task.id}-{task.attempts}",
+            task_id=task.id,
+            attempt=task.attempts,
+            preset=preset.name,
+            terminal_id=proc.id,
+            pid=getattr(proc, "pid", None),
+            started_at=time.time(),
+        )
+        await self.store.run_started(run.record)
         await self._persist(task)
         await self._note(task, "spawned", f"agent {preset.name} started", terminal_id=proc.id)
         return proc, preset
@@ -523,6 +545,22 @@ class TaskService:
         elif not waiting and task.state == "waiting" and quiet < interval:
             await self._transition(task, "resume", message="agent output resumed")
 
+    async def _record_run_end(self, task: Task, run: _Run) -> None:
+        rec = run.record
+        if rec is None:
+            return
+        if task.state == "cancelled":
+            run.outcome = "cancelled"
+        rec.state = run.outcome or "interrupted"
+        rec.exit_code, rec.exit_signal = run.exit
+        rec.error = run.error
+        rec.finished_at = time.time()
+        try:
+            with trio.move_on_after(10):
+                await self.store.run_finished(rec)
+        except TundraError as exc:
+            log.warning("could not record the end of run %s: %s", rec.id, exc)
+
     async def _kill(self, run: _Run, proc: AgentProcess, reason: str) -> None:
         if run.kill_reason is None:
             run.kill_reason = reason
@@ -535,10 +573,14 @@ class TaskService:
         self, task: Task, run: _Run, proc: AgentProcess, code: int | None, sig: int | None
     ) -> None:
         task.exit_code = code
+        run.exit = (code, sig)
         if task.state == "cancelled":
             await self._persist(task)
             return
         reason = run.kill_reason
+        run.outcome = {"timeout": "timeout", "stuck": "stuck", "restart": "stuck"}.get(
+            reason or "", "succeeded" if code == 0 else "failed"
+        )
         tail = output_tail(bytes(run.log[-16384:]) or proc.read(max(0, proc.offset - 16384))[1])
         if reason == "timeout":
             await self._fail(task, f"timed out after {task.timeout_secs:g}s", tail)
@@ -922,6 +964,10 @@ class TaskService:
         return api.AttachInfo(
             id=task.id, state=task.state, terminal_id=task.terminal_id, alive=alive
         )
+
+    async def _h_runs(self, ctx: CallContext, p: api.TaskIdParams) -> dict[str, Any]:
+        task = self.resolve(p.id)
+        return {"runs": [msgspec.to_builtins(r) for r in await self.store.runs(task.id)]}
 
     async def _h_clean(self, ctx: CallContext, p: api.TaskCleanParams) -> dict[str, Any]:
         return (await self.clean(p.id, p.force)).to_dict()

@@ -6,7 +6,7 @@ from typing import Any
 
 import msgspec
 
-from tundra.tasks.model import LANE_RANK, Task, TaskEvent
+from tundra.tasks.model import LANE_RANK, AgentRun, Task, TaskEvent
 
 __all__ = ["MemoryTaskStore", "RecordTaskStore"]
 
@@ -21,6 +21,7 @@ class MemoryTaskStore:
     def __init__(self) -> None:
         self.tasks: dict[str, Task] = {}
         self.history: dict[str, list[TaskEvent]] = {}
+        self.agent_runs: dict[str, AgentRun] = {}
 
     async def load_all(self) -> list[Task]:
         return [msgspec.structs.replace(t) for t in self.tasks.values()]
@@ -36,6 +37,17 @@ class MemoryTaskStore:
 
     async def events(self, task_id: str) -> list[TaskEvent]:
         return list(self.history.get(task_id, []))
+
+    async def run_started(self, run: AgentRun) -> None:
+        self.agent_runs[run.id] = msgspec.structs.replace(run)
+
+    async def run_finished(self, run: AgentRun) -> None:
+        self.agent_runs[run.id] = msgspec.structs.replace(run)
+
+    async def runs(self, task_id: str) -> list[AgentRun]:
+        return sorted(
+            (r for r in self.agent_runs.values() if r.task_id == task_id), key=lambda r: r.attempt
+        )
 
 
 class RecordTaskStore:
@@ -95,4 +107,38 @@ class RecordTaskStore:
             data = dict(rec.data)
             data.setdefault("ts", rec.created_at)
             out.append(msgspec.convert({**data, "task_id": task_id, "kind": rec.kind}, TaskEvent))
+        return out
+
+    async def run_started(self, run: AgentRun) -> None:
+        from tundra.store.api import AgentRunRecord
+
+        d = msgspec.to_builtins(run)
+        d["terminal_id"] = d["terminal_id"] or None
+        d["error"] = d["error"] or None
+        existing = await self._store.agent_runs.get(run.id)
+        if existing is not None:
+            # A re-run of the same attempt number (after an interruption): start afresh.
+            fields = {k: v for k, v in d.items() if k != "id"}
+            await self._store.agent_runs.update(run.id, **fields)
+            return
+        await self._store.agent_runs.insert(msgspec.convert(d, AgentRunRecord))
+
+    async def run_finished(self, run: AgentRun) -> None:
+        await self._store.agent_runs.update(
+            run.id,
+            state=run.state,
+            exit_code=run.exit_code,
+            exit_signal=run.exit_signal,
+            error=run.error or None,
+            finished_at=run.finished_at,
+        )
+
+    async def runs(self, task_id: str) -> list[AgentRun]:
+        out = []
+        for rec in await self._store.agent_runs.list(task_id):
+            d = msgspec.to_builtins(rec)
+            d["terminal_id"] = d.get("terminal_id") or ""
+            d["error"] = d.get("error") or ""
+            fields = set(AgentRun.__struct_fields__)
+            out.append(msgspec.convert({k: v for k, v in d.items() if k in fields}, AgentRun))
         return out
