@@ -239,3 +239,29 @@ async def test_idle_marker_moves_to_waiting_and_back(tmp_path: Path, repo: Path)
         await wait_for(lambda: state_of(svc, t.id) == "review", 20, message="review")
         states = [e.to_state for e in await svc.store.events(t.id) if e.kind == "state"]
         assert states[:4] == ["queued", "running", "waiting", "running"]
+
+
+async def test_interrupted_run_resumes_the_agent_session(tmp_path: Path, repo: Path) -> None:
+    from tundra.agents.registry import load_registry
+    from tundra.tasks.store import MemoryTaskStore
+
+    agents = tmp_path / "agents.toml"
+    agents.write_text(
+        '[presets.sess]\ncommand = ["bash", "-lc", "{prompt}"]\nresume = "session"\n'
+        'resume_command = ["bash", "-lc", "echo resumed-{session_id} > resumed.txt"]\n'
+        "session_id_pattern = 'session=(\\w+)'\n"
+    )
+    reg = load_registry(agents)
+    store = MemoryTaskStore()
+    async with running_tasks(tmp_path, store=store, registry=reg) as svc:
+        t = await add(svc, repo, fake("print", "session=abc123", "hang"), agent="sess")
+        await wait_for(lambda: t.session_id == "abc123", 20, message="session id captured")
+        await wait_for(lambda: store.tasks[t.id].session_id == "abc123", 5)
+    # The service stopped mid-run (as a daemon would): the store still says running.
+    assert store.tasks[t.id].state == "running"
+    async with running_tasks(tmp_path, store=store, registry=reg) as svc2:
+        t2 = svc2.resolve(t.id)
+        await wait_for(lambda: t2.state == "review", 20, message="resumed run finished")
+        assert git(repo, "show", f"tundra/{t.id}:resumed.txt") == "resumed-abc123\n"
+        notes = [e.message for e in await store.events(t.id) if e.kind == "note"]
+        assert "resuming agent session abc123" in notes

@@ -7,6 +7,7 @@ env names, markers, resume style, stuck policy). Unknown or invalid presets rais
 
 from __future__ import annotations
 
+import re
 import shutil
 import tomllib
 from collections.abc import Mapping
@@ -37,6 +38,10 @@ class AgentPreset(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     completion_markers: list[str] = msgspec.field(default_factory=list)
     idle_markers: list[str] = msgspec.field(default_factory=list)
     resume: ResumeStyle = "none"
+    resume_command: list[str] = msgspec.field(default_factory=list)
+    """argv that continues an interrupted session; ``{session_id}`` is the captured id."""
+    session_id_pattern: str = ""
+    """Regex whose first group is the agent's session id in its output."""
     stuck_policy: StuckPolicy = "nudge"
     nudge_text: str = ""
     stuck_after_secs: float = 0.0
@@ -48,6 +53,12 @@ class AgentPreset(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     def __post_init__(self) -> None:
         if not self.command or not self.command[0].strip():
             raise ValueError("command must be a non-empty list of strings")
+        if self.session_id_pattern:
+            try:
+                if re.compile(self.session_id_pattern).groups < 1:
+                    raise ValueError("session_id_pattern needs a capturing group")
+            except re.error as exc:
+                raise ValueError(f"session_id_pattern is not a valid regex: {exc}") from None
         if self.stuck_after_secs < 0:
             raise ValueError("stuck_after_secs must be >= 0")
 
@@ -59,11 +70,29 @@ class AgentPreset(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
         """Absolute path of the binary, or None when it is not installed."""
         return shutil.which(self.binary)
 
-    def render(self, prompt: str, *, task_id: str = "", worktree: str = "") -> list[str]:
-        """The headless argv with placeholders filled (the prompt stays one argument)."""
-        subst = {"{prompt}": prompt, "{task_id}": task_id, "{worktree}": worktree}
+    def can_resume(self, session_id: str) -> bool:
+        return bool(self.resume != "none" and self.resume_command and session_id)
+
+    def render(
+        self,
+        prompt: str,
+        *,
+        task_id: str = "",
+        worktree: str = "",
+        session_id: str = "",
+        resume: bool = False,
+    ) -> list[str]:
+        """The headless argv with placeholders filled (the prompt stays one argument); with
+        ``resume`` (and a session id) the ``resume_command`` instead."""
+        subst = {
+            "{prompt}": prompt,
+            "{task_id}": task_id,
+            "{worktree}": worktree,
+            "{session_id}": session_id,
+        }
+        template = self.resume_command if resume and self.can_resume(session_id) else self.command
         out = []
-        for arg in self.command:
+        for arg in template:
             for key, val in subst.items():
                 if key in arg:
                     arg = arg.replace(key, val)

@@ -66,6 +66,10 @@ class Task(msgspec.Struct, kw_only=True):
     state: TaskState = "queued"
     attempts: int = 0
     held: bool = False
+    session_id: str = ""
+    """The agent's own session id, captured from its output (preset ``session_id_pattern``)."""
+    resume: bool = False
+    """The next attempt continues the interrupted session (preset ``resume_command``)."""
     """A queued task that `task pause` holds back from dispatch."""
     branch: str = ""
     worktree: str = ""

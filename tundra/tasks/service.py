@@ -249,7 +249,11 @@ class TaskService:
                         await self.store.run_finished(rec)
             if t.state == "interrupted":
                 await self._transition(
-                    t, "requeue", message="requeued after interruption", terminal_id=""
+                    t,
+                    "requeue",
+                    message="requeued after interruption",
+                    terminal_id="",
+                    resume=bool(t.session_id),
                 )
 
     async def _prune_worktrees(self) -> None:
@@ -435,7 +439,17 @@ class TaskService:
         preset = self.registry.get(task.preset)
         wt = await self.worktrees.ensure(task.repo, task.id, task.base_branch)
         task.worktree, task.branch = wt.path, wt.branch
-        argv = preset.render(task.prompt, task_id=task.id, worktree=wt.path)
+        resuming = task.resume and preset.can_resume(task.session_id)
+        argv = preset.render(
+            task.prompt,
+            task_id=task.id,
+            worktree=wt.path,
+            session_id=task.session_id,
+            resume=resuming,
+        )
+        task.resume = False
+        if resuming:
+            await self._note(task, "note", f"resuming agent session {task.session_id}")
         env = preset.environment(task.env)
         env["TUNDRA_TASK_ID"] = task.id
         env["TUNDRA_TASK_PROMPT"] = task.prompt
@@ -464,7 +478,7 @@ class TaskService:
     ) -> None:
         pumped = trio.Event()
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._pump_log, run, proc, pumped)
+            nursery.start_soon(self._pump_log, task, run, proc, preset, pumped)
             nursery.start_soon(self._watchdog, task, run, proc, preset)
             code, sig = await proc.wait_exit()
             # Let the log pump read what the agent wrote last (it ends on the exit item).
@@ -473,13 +487,30 @@ class TaskService:
             nursery.cancel_scope.cancel()
         await self._finish(task, run, proc, code, sig)
 
-    async def _pump_log(self, run: _Run, proc: AgentProcess, pumped: trio.Event) -> None:
+    async def _pump_log(
+        self,
+        task: Task,
+        run: _Run,
+        proc: AgentProcess,
+        preset: AgentPreset,
+        pumped: trio.Event,
+    ) -> None:
+        pattern = (
+            re.compile(preset.session_id_pattern.encode()) if preset.session_id_pattern else None
+        )
         try:
             async with proc.subscribe(0) as items:
                 async for item in items:
                     data = getattr(item, "data", None)
-                    if data:
-                        run.append_log(bytes(data))
+                    if not data:
+                        continue
+                    run.append_log(bytes(data))
+                    if pattern is not None:
+                        # Search the recent tail: an id may straddle two chunks.
+                        m = pattern.search(bytes(run.log[-(len(data) + 256) :]))
+                        if m and m.group(1).decode(errors="replace") != task.session_id:
+                            task.session_id = m.group(1).decode(errors="replace")
+                            await self._persist(task)
         except TundraError as exc:
             log.debug("log pump of %s ended: %s", run.task_id, exc)
         finally:

@@ -12,7 +12,7 @@ __all__ = ["MemoryTaskStore", "RecordTaskStore"]
 
 _RANK_LANE = {v: k for k, v in LANE_RANK.items()}
 # Task fields kept in TaskRecord.extra (the store's columns do not have them).
-_EXTRA_FIELDS = ("held", "not_before", "env")
+_EXTRA_FIELDS = ("held", "not_before", "env", "session_id", "resume")
 
 
 class MemoryTaskStore:
