@@ -32,6 +32,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "tundra.cli.llm",
     "tundra.cli.task",
     "tundra.cli.agents",
+    "tundra.cli.term",
+    "tundra.cli.attach",
 )
 
 
