@@ -110,7 +110,7 @@ def test_profiles_defaults_and_aliases(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("raw", "message"), [
     (b'{"profiles": [{"name": "a", "provider": "anthropc"}]}',
-     "api_profiles.json: profiles.0.provider: invalid value 'anthropc'; expected one of 'anthropic', 'openai', 'openrouter', 'local'"),
+     "api_profiles.json: profiles.0.provider: invalid value 'anthropc'; expected one of 'anthropic', 'local', 'openai', 'openrouter'"),
     (b'{"profiles": [{"name": "a", "provider": "openai", "priorty": 1}]}',
      "api_profiles.json: profiles.0.priorty: unknown key (did you mean `priority`?)"),
     (b'{"profiles": [{"name": "a", "provider": "openai", "timeout_secs": 0}]}',

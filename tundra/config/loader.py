@@ -72,23 +72,38 @@ def _lookup(data: Any, parts: list[str]) -> Any:
     return cur
 
 
-def _struct_fields(model: type[Any], parts: list[str]) -> list[str]:
-    """Field names of the struct reached by following ``parts`` from ``model``."""
+def _unwrap(info: Any) -> Any:
+    """Step into Optional[...] / unions to the struct inside."""
+    if isinstance(info, msgspec.inspect.UnionType):
+        return next((t for t in info.types if isinstance(t, msgspec.inspect.StructType)), info)
+    return info
+
+
+def _walk(model: type[Any], parts: list[str]) -> Any:
+    """The type info reached by following a msgspec error path (field names or list indices)."""
     info: Any = msgspec.inspect.type_info(model)
     for p in parts:
-        if isinstance(info, msgspec.inspect.UnionType):
-            info = next((t for t in info.types if isinstance(t, msgspec.inspect.StructType)), info)
+        info = _unwrap(info)
         if isinstance(info, msgspec.inspect.StructType):
-            f = next((f for f in info.fields if f.name == p), None)
+            f = next((f for f in info.fields if f.encode_name == p or f.name == p), None)
             if f is None:
-                return []
+                return None
             info = f.type
-        elif isinstance(info, (msgspec.inspect.ListType, msgspec.inspect.DictType)):
-            info = getattr(info, "item_type", None) or getattr(info, "value_type", None)
-    if isinstance(info, msgspec.inspect.UnionType):
-        info = next((t for t in info.types if isinstance(t, msgspec.inspect.StructType)), info)
+        elif isinstance(info, (msgspec.inspect.ListType, msgspec.inspect.SetType,
+                               msgspec.inspect.VarTupleType)):
+            info = info.item_type
+        elif isinstance(info, msgspec.inspect.DictType):
+            info = info.value_type
+        else:
+            return None
+    return _unwrap(info)
+
+
+def _struct_fields(model: type[Any], parts: list[str]) -> list[str]:
+    """Key names (as written in the file) of the struct reached by following ``parts``."""
+    info = _walk(model, parts)
     if isinstance(info, msgspec.inspect.StructType):
-        return [f.name for f in info.fields]
+        return [f.encode_name for f in info.fields]
     return []
 
 
@@ -149,16 +164,7 @@ def explain_validation_error(
 
 
 def _literal_choices(model: type[Any], parts: list[str]) -> list[Any]:
-    info: Any = msgspec.inspect.type_info(model)
-    for p in parts:
-        if isinstance(info, msgspec.inspect.UnionType):
-            info = next((t for t in info.types if isinstance(t, msgspec.inspect.StructType)), info)
-        if not isinstance(info, msgspec.inspect.StructType):
-            return []
-        f = next((f for f in info.fields if f.name == p), None)
-        if f is None:
-            return []
-        info = f.type
+    info = _walk(model, parts)
     if isinstance(info, msgspec.inspect.LiteralType):
         return list(info.values)
     return []

@@ -160,13 +160,7 @@ def parse_profiles(raw: bytes, filename: str = FILENAME) -> list[ApiProfile]:
         for p in data.get("profiles") or []:
             if isinstance(p, dict) and isinstance(p.get("provider"), str):
                 p["provider"] = _ALIASES.get(p["provider"], p["provider"])
-    try:
-        parsed = convert_section(data, ProfilesFile, filename)
-    except ConfigError as exc:
-        msg = exc.message
-        if ".provider: invalid value" in msg and "expected one of" not in msg:
-            msg += "; expected one of 'anthropic', 'openai', 'openrouter', 'local'"
-        raise ConfigError(msg, hint=exc.hint, details=exc.details) from None
+    parsed = convert_section(data, ProfilesFile, filename)
     seen: set[str] = set()
     for p in parsed.profiles:
         if p.name in seen:
