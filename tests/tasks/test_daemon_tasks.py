@@ -156,13 +156,16 @@ async def test_capacity_20_tasks_max_3_running(repo: Path) -> None:
         await wait_for(idle, 10, message="queue idle")
 
 
-async def _cli(d: object, *args: str, cwd: Path | None = None) -> tuple[int, str, str]:
+async def _cli(
+    d: object, *args: str, cwd: Path | None = None, stdin: bytes = b""
+) -> tuple[int, str, str]:
     import sys
 
     proc = await trio.run_process(
         [sys.executable, "-m", "tundra", *args],
         env=d.env,  # type: ignore[attr-defined]
         cwd=cwd,
+        stdin=stdin,
         capture_stdout=True,
         capture_stderr=True,
         check=False,
@@ -213,6 +216,31 @@ async def test_cli_add_ls_show_logs_approve_and_aliases(repo: Path) -> None:
         assert rc == 1 and "unknown agent preset: nope" in err
         rc, out, _ = await _cli(d, "agents", "ls")
         assert rc == 0 and "shell" in out and "claude" in out
+        rc, out, err = await _cli(d, "task", "attach", t["id"])
+        assert rc == 1 and "no live agent terminal" in err
+
+        # `task attach` is the terminal attach: typed input reaches the agent.
+        rc, out, err = await _cli(
+            d,
+            "task",
+            "add",
+            "ask",
+            "--prompt",
+            fake("input", "answer?", "exit", "0"),
+            "--json",
+            cwd=repo,
+        )
+        ask = json.loads(out)
+
+        async def live() -> bool:
+            info = await d.call("task.attach-info", {"id": ask["id"]})
+            return bool(info["alive"])
+
+        await wait_for(live, 30)
+        with trio.fail_after(30):
+            rc, out, err = await _cli(d, "task", "attach", ask["id"], stdin=b"yes\n")
+        assert rc == 0, err
+        assert "got: yes" in out
         rc, out, _ = await _cli(d, "queue", "pause")
         assert "paused" in out
 

@@ -7,7 +7,6 @@ Every command is one IPC call (see :mod:`tundra.tasks.api`); `task logs --follow
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 import time
@@ -118,6 +117,8 @@ def register(sub: Any) -> None:
 
     p = ts.add_parser("attach", help="attach to the live agent terminal")
     p.add_argument("id")
+    p.add_argument("--replay", action="store_true", help="replay the whole scrollback")
+    p.add_argument("--detach-keys", help="key sequence that detaches (see `tundra attach`)")
     p.set_defaults(func=cmd_attach)
 
     p = ts.add_parser("nudge", help="type text into the running agent")
@@ -317,21 +318,13 @@ def cmd_attach(args: argparse.Namespace) -> int:
             f"task {info['id']} has no live agent terminal (state {info['state']})",
             hint=f"see its output with `tundra task logs {info['id']}`",
         )
-    attach = None
-    # The terminals CLI owns `tundra attach`; reuse its attach loop when it is installed.
-    for module in ("tundra.cli.term", "tundra.cli.terminals", "tundra.cli.terminal"):
-        try:
-            attach = getattr(importlib.import_module(module), "attach_terminal", None)
-        except ImportError:
-            continue
-        if attach is not None:
-            break
-    if attach is None:
-        print(
-            f"agent terminal: {info['terminal_id']}  (attach with `tundra attach {info['terminal_id']}`)"
-        )
-        return 0
-    return int(attach(info["terminal_id"]))
+    # The same attach loop as `tundra attach` (detach keys, resize, replay).
+    from tundra.cli.attach import cmd_attach as attach_terminal
+
+    ns = argparse.Namespace(
+        id=info["terminal_id"], since=None, replay=args.replay, detach_keys=args.detach_keys
+    )
+    return int(attach_terminal(ns))
 
 
 def _human_queue(q: dict[str, Any]) -> str:

@@ -283,11 +283,16 @@ class TaskService:
             wake = self._wake
             next_at = self._dispatch_ready()
             delay = max(0.0, next_at - time.time()) if next_at < math.inf else math.inf
-            if self._runs and self._free_ptys() <= 0:
-                # The PTY pool may free up without us (other terminals exiting): re-check.
+            if self._free_ptys() <= 0 and self._has_ready(time.time()):
+                # The PTY pool frees up without telling us (other terminals exiting): re-check.
                 delay = min(delay, 0.5)
             with trio.move_on_after(delay):
                 await wake.wait()
+
+    def _has_ready(self, now: float) -> bool:
+        return not (self._paused or self._draining) and any(
+            t.state == "queued" and not t.held and t.not_before <= now for t in self._tasks.values()
+        )
 
     def _dispatch_ready(self) -> float:
         """Start every task that may start now; return when the next backoff ends."""
