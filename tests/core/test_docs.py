@@ -10,6 +10,5 @@ from tundra.config.example import render_reference_markdown
 def test_configuration_reference_is_current() -> None:
     doc = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
     assert render_reference_markdown() in doc, (
-        "docs/configuration.md is stale: regenerate the key tables with "
-        "tundra.config.example.render_reference_markdown()"
+        "docs/configuration.md is stale: run `python tools/gen_config_reference.py`"
     )
