@@ -203,6 +203,7 @@ async def test_cli_add_ls_show_logs_approve_and_aliases(repo: Path) -> None:
         assert rc == 0 and t["id"] in out and "review" in out
         rc, out, _ = await _cli(d, "task", "show", t["id"][:4])
         assert "queued -> running" in out and "running -> review" in out
+        assert "#1 succeeded" in out
         rc, out, _ = await _cli(d, "task", "logs", t["id"])
         assert "from-cli" in out
         rc, out, _ = await _cli(d, "task", "diff", t["id"], "--stat")

@@ -248,6 +248,14 @@ def _human_show(r: dict[str, Any]) -> str:
         when = time.strftime("%H:%M:%S", time.localtime(e["ts"]))
         what = f"{e['from_state'] or '-'} -> {e['to_state']}" if e["kind"] == "state" else e["kind"]
         out.append(f"    {when}  {what}  {e.get('message', '')}".rstrip())
+    if r.get("runs"):
+        out.append("  runs:")
+        for run in r["runs"]:
+            exit_ = run["exit_code"] if run["exit_code"] is not None else run["exit_signal"]
+            out.append(
+                f"    #{run['attempt']} {run['state']:<11} exit {exit_ if exit_ is not None else '-'}"
+                f"  terminal {run['terminal_id'] or '-'}"
+            )
     return "\n".join(out)
 
 
@@ -255,7 +263,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     with BlockingClient() as c:
         task = _rpc(c, "task.get", {"id": args.id})
         events = _rpc(c, "task.history", {"id": task["id"]})["events"]
-    return emit(args, {"task": task, "events": events}, _human_show)
+        runs = _rpc(c, "task.runs", {"id": task["id"]})["runs"]
+    return emit(args, {"task": task, "events": events, "runs": runs}, _human_show)
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
