@@ -97,7 +97,7 @@ async def ws_connect(
     hdrs.update(headers or {})
     async with trio_websocket.open_websocket_url(
         bridge.ws_url(path), extra_headers=[(k.encode(), v.encode()) for k, v in hdrs.items()],
-        max_message_size=16 * 1024 * 1024,
+        max_message_size=16 * 1024 * 1024, message_queue_size=64, connect_timeout=10, disconnect_timeout=2,
     ) as ws:
         try:
             yield ws

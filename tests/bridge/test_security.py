@@ -12,6 +12,11 @@ from tests.support import start_daemon, tundra_cmd
 
 
 async def test_rest_and_websocket_need_auth_and_allowed_origin_and_host() -> None:
+    with trio.fail_after(30):
+        await _auth_checks()
+
+
+async def _auth_checks() -> None:
     async with start_daemon() as daemon, start_bridge(daemon) as bridge:
         async with httpx.AsyncClient(base_url=bridge.url) as anon:
             r = await anon.get("/api/terminals")

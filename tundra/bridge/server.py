@@ -471,6 +471,8 @@ class BridgeApp:
                 headers.append((b"x-request-id", req.request_id.encode()))
                 ws = await wsreq.accept(extra_headers=headers)
             if "ws" not in locals():
+                log.warning("WebSocket handshake did not complete within %gs", HEAD_TIMEOUT,
+                            extra={"fields": {"request_id": req.request_id, "path": req.path}})
                 nursery.cancel_scope.cancel()
                 return
             self.metrics.ws_clients[kind] += 1
