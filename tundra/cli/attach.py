@@ -204,12 +204,12 @@ async def _attach(args: argparse.Namespace, seq: bytes) -> int:
             if state["offset"] is not None:
                 _save_offset(tid, int(state["offset"]))
     if state["detached"]:
-        sys.stderr.write(f"\r\n[detached from {tid[:8]}; `tundra attach {tid[:8]}` resumes]\r\n")
+        sys.stderr.write(f"\n[detached from {tid[:8]}; `tundra attach {tid[:8]}` resumes]\n")
         return 0
     ex = state["exit"]
     if ex is not None:
         sig = ex.get("exit_signal")
         sys.stderr.write(
-            f"\r\n[terminal exited: {'signal ' + str(sig) if sig else ex.get('exit_code')}]\r\n"
+            f"\n[terminal exited: {'signal ' + str(sig) if sig else ex.get('exit_code')}]\n"
         )
     return 0

@@ -200,7 +200,8 @@ def cmd_output(args: argparse.Namespace) -> int:
             since = r["end"]
         data = b"".join(chunks)
     if args.json:
-        return emit(args, {"start": first, "end": since, "lost": lost, "data": data})
+        text = data.decode("utf-8", "replace")
+        return emit(args, {"start": first, "end": since, "lost": lost, "data": text})
     if lost:
         sys.stderr.write(f"[{lost} bytes before offset {first} have left the scrollback]\n")
     out.write(data)

@@ -438,6 +438,8 @@ class Terminal:
                             break
                     nursery.cancel_scope.cancel()
         finally:
+            if self.kill_reason is None and not self.proc.exited:
+                self.kill_reason = "shutdown"  # cancelled from outside: daemon stopping
             with trio.CancelScope(shield=True):
                 with trio.move_on_after(self.settings.kill_grace + 10):
                     await self.proc.terminate(self.settings.kill_grace)
