@@ -153,6 +153,8 @@ async def _attach(args: argparse.Namespace, seq: bytes) -> int:
                 cols, rows = os.get_terminal_size(stdout_fd)
             except OSError:
                 return
+            if rows < 1 or cols < 1:
+                return  # a tty with no size set (0x0): keep the terminal's own
             await c.call("term.resize", {"id": tid, "rows": rows, "cols": cols})
 
         try:
