@@ -32,11 +32,13 @@ async def test_task_lifecycle_over_ipc(repo: Path) -> None:
             "task.add",
             {
                 "title": "write a file",
-                "prompt": fake("print", "hi", "write", "f.txt", "F"),
+                "prompt": fake("print", "hi", "write", "f.txt", "F", "env", "MY_TOKEN"),
                 "repo": str(repo),
+                "env": {"MY_TOKEN": "s3cret"},
             },
         )
         assert t["state"] == "queued" and len(t["id"]) == 8
+        assert t["env"] == {"MY_TOKEN": "***"}, "env values never leave the daemon"
 
         async def in_review() -> bool:
             got = await c.call("task.get", {"id": t["id"][:5]})
@@ -66,6 +68,7 @@ async def test_task_lifecycle_over_ipc(repo: Path) -> None:
             async for item in s:
                 chunks.append(item["data"])
         assert b"hi" in b"".join(chunks)
+        assert b"MY_TOKEN=s3cret" in b"".join(chunks), "the agent got the task env"
         [run] = (await c.call("task.runs", {"id": t["id"]}))["runs"]
         assert run["state"] == "succeeded" and run["exit_code"] == 0 and run["pid"] > 0
         assert run["id"] == f"{t['id']}-1" and run["finished_at"] >= run["started_at"]

@@ -86,7 +86,9 @@ class Task(msgspec.Struct, kw_only=True):
     env: dict[str, str] = msgspec.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """The public shape (IPC results, events): env values are masked, they may be keys."""
         out: dict[str, Any] = msgspec.to_builtins(self)
+        out["env"] = {k: "***" for k in self.env}
         return out
 
 

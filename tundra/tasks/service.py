@@ -51,6 +51,7 @@ log = logging.getLogger("tundra.tasks.service")
 _ANSI = re.compile(rb"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07|\x1b[@-Z\\-_]")
 _TAIL_LINES = 20
 _LOG_KEEP = 4 * 1024 * 1024
+_READY_WAIT = 10.0
 
 
 def output_tail(data: bytes, lines: int = _TAIL_LINES) -> str:
@@ -142,6 +143,8 @@ class TaskService:
         self._nursery: trio.Nursery | None = None
         self._fs_limiter = trio.CapacityLimiter(2)
         self._started = False
+        self._phase = "starting"
+        self._ready = trio.Event()
         self.max_running_seen = 0
         self.last_error: str | None = None
 
@@ -158,7 +161,9 @@ class TaskService:
         )
 
     def register(self, registry: MethodRegistry) -> None:
-        u = registry.unary
+        def u(name: str, params: Any, handler: Callable[..., Any]) -> None:
+            registry.unary(name, params, self._when_ready(handler), doc=handler.__doc__ or "")
+
         u("task.add", api.TaskAddParams, self._h_add)
         u("task.list", api.TaskListParams, self._h_list)
         u("task.get", api.TaskIdParams, self._h_get)
@@ -174,7 +179,7 @@ class TaskService:
         u("task.nudge", api.TaskNudgeParams, self._h_nudge)
         u("task.clean", api.TaskCleanParams, self._h_clean)
         u("task.runs", api.TaskIdParams, self._h_runs)
-        registry.stream("task.logs", api.TaskLogsParams, self._h_logs)
+        registry.stream("task.logs", api.TaskLogsParams, self._when_ready(self._h_logs))
         from tundra.ipc.registry import NoParams
 
         u("queue.status", NoParams, self._h_queue_status)
@@ -183,6 +188,18 @@ class TaskService:
         u("queue.drain", api.QueueDrainParams, self._h_queue_drain)
         u("agents.list", NoParams, self._h_agents_list)
 
+    def _when_ready(self, handler: Callable[..., Any]) -> Callable[..., Any]:
+        """Wrap an IPC handler so that calls made right after start-up wait (bounded) for
+        the tasks to be loaded instead of failing."""
+
+        async def wrapped(*args: Any) -> Any:
+            if not self._started:
+                with trio.move_on_after(_READY_WAIT):
+                    await self._ready.wait()
+            return await handler(*args)
+
+        return wrapped
+
     async def run(
         self, daemon: Daemon, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
@@ -190,23 +207,34 @@ class TaskService:
         from tundra.agents.terminals import DaemonTerminalLauncher
         from tundra.tasks.store import RecordTaskStore
 
+        if self.launcher is None:
+            self.launcher = DaemonTerminalLauncher(daemon)
         try:
             store = daemon.service("store")
         except KeyError:
             log.warning("no store service: tasks are kept in memory only")
-        else:
-            await store.wait_ready(timeout=60)
-            self.store = RecordTaskStore(store)
-        if self.launcher is None:
-            self.launcher = DaemonTerminalLauncher(daemon)
-        await self.serve(task_status=task_status)
+            await self.serve(task_status=task_status)
+            return
+        self.store = RecordTaskStore(store)
+        # Ready at once: the daemon must start even while the database is unreachable; task
+        # methods answer LifecycleError until the tasks are loaded.
+        task_status.started()
+        self._phase = "waiting for the store"
+        while True:
+            try:
+                await store.wait_ready(timeout=30)
+                break
+            except TundraError as exc:
+                self.last_error = str(exc)
+                log.warning("tasks wait for the store: %s", exc)
+        await self.serve()
 
     def status(self) -> dict[str, Any]:
         counts: dict[str, int] = {}
         for t in self._tasks.values():
             counts[t.state] = counts.get(t.state, 0) + 1
         return {
-            "state": "running" if self._started else "starting",
+            "state": "running" if self._started else self._phase,
             "paused": self._paused,
             "draining": self._draining,
             "running": len(self._runs),
@@ -231,6 +259,7 @@ class TaskService:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 self._started = True
+                self._ready.set()
                 task_status.started()
                 await self._schedule_forever()
         finally:
@@ -691,7 +720,15 @@ class TaskService:
             log.warning("could not save log of %s: %s", task.id, exc)
 
     # -- public operations (IPC handlers call these) -------------------------------------
+    def _require_started(self) -> None:
+        if not self._started:
+            raise LifecycleError(
+                f"the tasks service is not ready ({self._phase})",
+                hint="see `tundra status` (the store may be unreachable)",
+            )
+
     def resolve(self, task_id: str) -> Task:
+        self._require_started()
         t = self._tasks.get(task_id)
         if t is not None:
             return t
@@ -706,8 +743,7 @@ class TaskService:
         return list(self._tasks.values())
 
     async def add(self, p: api.TaskAddParams) -> Task:
-        if not self._started:
-            raise LifecycleError("the tasks service is not running")
+        self._require_started()
         assert self.registry is not None
         if not p.title.strip():
             raise UsageError("task title must not be empty")
@@ -952,6 +988,7 @@ class TaskService:
         return (await self.add(p)).to_dict()
 
     async def _h_list(self, ctx: CallContext, p: api.TaskListParams) -> dict[str, Any]:
+        self._require_started()
         out = [
             t
             for t in self._tasks.values()
