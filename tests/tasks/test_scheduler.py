@@ -157,3 +157,14 @@ async def test_stuck_nudge_policy_types_nudge_text(tmp_path: Path, repo: Path) -
         proc.exit(0)
         await wait_for(lambda: svc.resolve(t.id).state == "review", 20)
         nursery.cancel_scope.cancel()
+
+
+async def test_service_not_ready_raises_lifecycle_error(tmp_path: Path) -> None:
+    from tundra.tasks.errors import LifecycleError
+
+    svc = TaskService(AgentsConfig(), worktrees_dir=tmp_path / "wt", logs_dir=tmp_path / "logs")
+    with pytest.raises(LifecycleError, match="not ready"):
+        await svc.add(TaskAddParams(title="x", repo=str(tmp_path)))
+    with pytest.raises(LifecycleError):
+        svc.resolve("abc")
+    assert svc.status()["state"] == "starting"
