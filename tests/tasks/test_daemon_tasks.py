@@ -133,7 +133,7 @@ async def test_capacity_20_tasks_max_3_running(repo: Path) -> None:
                 "task.add",
                 {
                     "title": f"t{i}",
-                    "prompt": fake("sleep", "0.2", "exit", "0"),
+                    "prompt": fake("sleep", "0.2", "write", f"f{i}.txt", str(i)),
                     "repo": str(repo),
                     "requires_approval": False,
                 },
@@ -157,6 +157,10 @@ async def test_capacity_20_tasks_max_3_running(repo: Path) -> None:
             return bool(st["running"] == 0 and st["queued"] == 0)
 
         await wait_for(idle, 10, message="queue idle")
+        # 20 auto-merges into the same base, serialised per repository: all landed.
+        landed = git(repo, "ls-files", "f*.txt").split()
+        assert sorted(landed) == sorted(f"f{i}.txt" for i in range(20))
+        assert len(git(repo, "log", "--merges", "--oneline").splitlines()) == 20
 
 
 async def _cli(

@@ -140,6 +140,7 @@ class TaskService:
         self._idle = trio.Event()
         self._persist_lock = trio.Lock()
         self._merging: set[str] = set()
+        self._merge_locks: dict[str, trio.Lock] = {}
         self._nursery: trio.Nursery | None = None
         self._fs_limiter = trio.CapacityLimiter(2)
         self._started = False
@@ -670,8 +671,12 @@ class TaskService:
         if not task.requires_approval:
             try:
                 await self.approve(task.id)
-            except ApprovalError as exc:
+            except TundraError as exc:
+                # A conflict fails the task (approve did that); anything else (dirty base
+                # checkout...) leaves it in review for a human.
                 log.warning("auto-merge of %s failed: %s", task.id, exc)
+                if task.state == "review":
+                    await self._note(task, "note", f"auto-merge failed: {exc}")
 
     async def _fail(
         self, task: Task, reason: str, tail: str = "", *, force_retry: bool = False
@@ -851,44 +856,48 @@ class TaskService:
                 details={"id": task.id, "state": task.state},
             )
         self._merging.add(task.id)
+        # One merge at a time per repository: concurrent merges would fight over its index.
+        lock = self._merge_locks.setdefault(task.repo, trio.Lock())
         try:
-            ahead = await self.worktrees.commits_ahead(task.repo, task.base_branch, task.branch)
-            if ahead == 0:
-                await self._transition(
-                    task, "approve", result="nothing to merge", message="approved"
-                )
-                await self._remove_worktree(task)
-                return task
-            res = await self.worktrees.merge(
-                task.repo,
-                task.branch,
-                task.base_branch,
-                f"Merge {task.branch}: {task.title} (tundra task {task.id})",
-            )
-            if not res.merged:
-                files = ", ".join(res.conflicts)
-                await self._transition(
-                    task,
-                    "fail",
-                    result=f"merge conflict in: {files}",
-                    message=f"merge into {task.base_branch} conflicts",
-                )
-                raise ApprovalError(
-                    f"merge of {task.branch} into {task.base_branch} conflicts: {files}",
-                    hint="the worktree is kept; resolve there and retry, or reject",
-                    details={"id": task.id, "files": res.conflicts},
-                )
-            await self._transition(
-                task,
-                "approve",
-                result=f"merged into {task.base_branch} ({res.commit[:10]})",
-                message="approved and merged",
-            )
-            await self._note(task, "merge", f"merged {task.branch}", commit=res.commit)
-            await self._remove_worktree(task)
-            return task
+            async with lock:
+                return await self._approve_locked(task)
         finally:
             self._merging.discard(task.id)
+
+    async def _approve_locked(self, task: Task) -> Task:
+        ahead = await self.worktrees.commits_ahead(task.repo, task.base_branch, task.branch)
+        if ahead == 0:
+            await self._transition(task, "approve", result="nothing to merge", message="approved")
+            await self._remove_worktree(task)
+            return task
+        res = await self.worktrees.merge(
+            task.repo,
+            task.branch,
+            task.base_branch,
+            f"Merge {task.branch}: {task.title} (tundra task {task.id})",
+        )
+        if not res.merged:
+            files = ", ".join(res.conflicts)
+            await self._transition(
+                task,
+                "fail",
+                result=f"merge conflict in: {files}",
+                message=f"merge into {task.base_branch} conflicts",
+            )
+            raise ApprovalError(
+                f"merge of {task.branch} into {task.base_branch} conflicts: {files}",
+                hint="the worktree is kept; resolve there and retry, or reject",
+                details={"id": task.id, "files": res.conflicts},
+            )
+        await self._transition(
+            task,
+            "approve",
+            result=f"merged into {task.base_branch} ({res.commit[:10]})",
+            message="approved and merged",
+        )
+        await self._note(task, "merge", f"merged {task.branch}", commit=res.commit)
+        await self._remove_worktree(task)
+        return task
 
     async def reject(self, task_id: str, reason: str, cancel: bool) -> Task:
         task = self.resolve(task_id)
@@ -1080,9 +1089,11 @@ class TaskService:
             await run.done.wait()
             offset = base + sent
             # The next attempt (retry) may start: follow it while the task is not final.
-            with trio.move_on_after(0.5 if task.state == "queued" else 0):
+            # A retry is dispatched after its backoff (plus a little scheduling slack).
+            wait = max(0.0, task.not_before - time.time()) + 2.0 if task.state == "queued" else 0
+            with trio.move_on_after(wait):
                 while task.id not in self._runs and task.state == "queued":
-                    await trio.sleep(0.05)
+                    await self._wake.wait()
             if task.id not in self._runs:
                 return {"state": task.state}
 
