@@ -166,8 +166,13 @@ async def test_broadcast_to_three_clients_and_stalled_client_dropped() -> None:
                     readers.start_soon(reader, i)
                 for _ in range(4):
                     await attached.acquire()
-                got = await c.call("term.get", {"id": tid})
-                assert got["clients"] == 4 and got["status"] == "active"
+
+                # The daemon registers each attach a moment after the client sent it.
+                async def all_attached() -> bool:
+                    got = await c.call("term.get", {"id": tid})
+                    return bool(got["clients"] == 4 and got["status"] == "active")
+
+                await wait_for(all_attached, 10, message="4 clients attached")
                 await c.call("term.input", {"id": tid, "data": b"go\n"})
             done.set()
         assert counts == [3_000_000] * 3
