@@ -258,3 +258,18 @@ async def test_service_cancel_tears_everything_down(start_service: Callable[...,
         n.cancel_scope.cancel()
     assert live_with_marker(ids) == []
     assert zombies_of(os.getpid()) == []
+
+
+async def test_reload_applies_timeouts_to_running_terminals(
+    svc: TerminalService, mock_clock: trio.testing.MockClock
+) -> None:
+    from tests.sessions.conftest import make_config
+
+    t = await svc.create(["cat"])
+    mock_clock.jump(1000)
+    await settle()
+    assert not t.is_dead
+    svc.reload(make_config(max_lifetime_secs=500, max_ptys=20))
+    assert svc.pool.max_ptys == 20
+    await t.wait_exit()
+    assert t.kill_reason == "max lifetime reached"

@@ -161,9 +161,7 @@ class TerminalService:
     def reload(self, config: Config) -> None:
         new = _settings_from(config)
         for slot in TerminalSettings.__slots__:
-            if slot != "scrollback_bytes":  # existing rings keep their size
-                setattr(self.settings, slot, getattr(new, slot))
-        self.settings.scrollback_bytes = new.scrollback_bytes
+            setattr(self.settings, slot, getattr(new, slot))
         self.pool.max_ptys = config.daemon.max_ptys
         self.pool.queue_when_full = config.daemon.queue_when_full
         self.pool.queue_timeout = config.daemon.queue_timeout_secs
@@ -194,15 +192,13 @@ class TerminalService:
                 raise UsageError(f"terminal name already in use: {name}")
         argv = list(argv) if argv else default_shell_argv()
         proc = await self.pool.spawn(argv, cwd=cwd, env=env, rows=rows, cols=cols)
-        # Settings are copied so a live reload does not resize existing rings.
-        settings = TerminalSettings(
-            **{s: getattr(self.settings, s) for s in TerminalSettings.__slots__}
-        )
         term = Terminal(
             proc,
             name=name or "",
             persistent=persistent,
-            settings=settings,
+            # Shared: a reload changes timeouts of running terminals too (the ring size is
+            # read once, at creation).
+            settings=self.settings,
             on_event=self._on_terminal_event,
         )
         self._terminals[term.id] = term
