@@ -33,9 +33,11 @@ from tests.support import short_tempdir, start_daemon  # noqa: E402
 
 
 def flood_cmd(nbytes: int) -> list[str]:
-    # Wait for one line of input so the clock starts when the client is attached.
-    # Printable bytes: terminado sends JSON text, where NUL bytes would cost 6x as \\u0000.
-    return ["sh", "-c", f"read go; stty raw -echo; head -c {nbytes} /dev/zero | tr '\\0' a; sleep 60"]
+    # Wait for one line of input so the clock starts when the client is attached. Printable
+    # bytes (terminado sends JSON text, where NUL would cost 6x as \\u0000), written in
+    # 64 KiB blocks by one process so the producer is not the bottleneck.
+    writer = f"import os; b = b'a' * 65536; [os.write(1, b) for _ in range({nbytes // 65536})]"
+    return ["sh", "-c", f'read go; stty raw -echo; {sys.executable} -c "{writer}"; sleep 60']
 
 
 ECHO_CMD = ["sh", "-c", "stty raw -echo; exec cat"]
@@ -294,6 +296,20 @@ async def main(args: argparse.Namespace) -> None:
     # A subscriber queue deep enough for a flood (terminado buffers without any bound).
     config = "[terminals]\nscrollback_bytes = 8388608\nsubscriber_queue_bytes = 67108864\n"
     async with start_daemon(short_tempdir("bb") / "home", config=config) as daemon, start_bridge(daemon) as bridge:
+        try:
+            await _measure(args, nbytes, bridge, have_terminado, results)
+        except BaseException:
+            print("bridge log tail:\n" + bridge.log_text()[-3000:])
+            print("daemon log tail:\n" + daemon.log_text()[-3000:])
+            raise
+        rss = await stalled_client_rss(bridge, args.stall) if args.stall > 0 else []
+    _report(args, results, rss)
+
+
+async def _measure(
+    args: argparse.Namespace, nbytes: int, bridge: BridgeHandle, have_terminado: bool, results: dict[str, Any]
+) -> None:
+    if True:
         for name, fn in (
             ("direct PTY", lambda: direct_flood(nbytes)),
             ("tundra bridge", lambda: bridge_flood(bridge, nbytes)),
@@ -309,8 +325,9 @@ async def main(args: argparse.Namespace) -> None:
             lat = await efn()
             results[name]["echo_p50_ms"] = pct(lat, 50)
             results[name]["echo_p99_ms"] = pct(lat, 99)
-        rss = await stalled_client_rss(bridge, args.stall) if args.stall > 0 else []
 
+
+def _report(args: argparse.Namespace, results: dict[str, Any], rss: list[tuple[float, int]]) -> None:
     base = results["direct PTY"]["flood_mbps"]
     tdo = results.get("terminado", {}).get("flood_mbps")
     print(f"\nflood: {args.mb} MiB of PTY output, median of {args.runs}; echo: {args.echo} keystrokes")

@@ -229,3 +229,24 @@ async def test_events_stream_and_daemon_restart_closes_with_1012_then_recovers()
                 async with ws_connect(bridge, f"/ws/terminal/{t2['id']}?since=0") as ws:
                     await ws.send_message(b"again\n")
                     await recv_until(ws, lambda d, c: b"again" in d)
+
+
+async def test_a_stalled_client_is_closed_with_1013_and_memory_stays_bounded() -> None:
+    config = "[bridge]\nsend_queue_bytes = 65536\nheartbeat_timeout_secs = 1.0\n"
+    async with start_daemon(config=config) as daemon, start_bridge(daemon) as bridge:
+        t = await new_terminal(bridge, ["yes"])
+        status, _, _, stream = await ws_handshake(bridge, f"/ws/terminal/{t['id']}?since=0")
+        assert status == 101
+        try:
+            # The client never reads: the bridge must give up on it rather than buffer forever.
+            async def closed_1013() -> bool:
+                async with bridge.http() as http:
+                    text = (await http.get("/metrics")).text
+                return 'tundra_bridge_ws_closed_total{kind="terminal",code="1013"} 1' in text
+
+            await wait_for(closed_1013, timeout=30, interval=0.2, message="slow client closed with 1013")
+            assert "client too slow" in bridge.log_text()
+            # The terminal itself keeps running; a fresh client resumes from an offset.
+            assert (await get_terminal(bridge, t["id"]))["status"] != "dead"
+        finally:
+            await stream.aclose()
