@@ -1,6 +1,7 @@
 """Terminals benchmark: PTY output throughput, spawn rate + RSS per idle terminal, echo latency.
 
-Run: .venv/bin/python tests/benchmarks/bench_terminals.py [--mb 200] [--counts 100,500] [--echo 500]
+Run: .venv/bin/python tests/benchmarks/bench_terminals.py [--mb 200] [--runs 3] [--counts 100,500]
+     [--echo 500] [--queue-mb 64]
 
 Baselines, measured in the same run:
 (a) throughput -- the same command (`head -c N /dev/zero | tr '\\0' a`) on a PTY read directly
@@ -169,7 +170,12 @@ def pct(xs: list[float], p: float) -> float:
 async def main(args: argparse.Namespace) -> None:
     nbytes = args.mb * 1_000_000
     counts = [int(x) for x in args.counts.split(",") if x]
-    cfg = f"[daemon]\nmax_ptys = {max(counts) + 10}\nkill_grace_secs = 0.5\n"
+    # A client slower than the producer is dropped (`ipc.lagged`) once its queue is full -- by
+    # design the PTY is never slowed. The benchmark measures delivery, so the queue is large.
+    cfg = (
+        f"[daemon]\nmax_ptys = {max(counts) + 10}\nkill_grace_secs = 0.5\n"
+        f"[terminals]\nsubscriber_queue_bytes = {args.queue_mb * 1024 * 1024}\n"
+    )
     rows: list[tuple[str, str, str, str]] = []
     async with start_daemon(config=cfg) as d, d.client() as c:
         print(f"(a) throughput, {args.mb} MB of output ...")
@@ -233,4 +239,5 @@ if __name__ == "__main__":
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--counts", default="100,500")
     ap.add_argument("--echo", type=int, default=500)
+    ap.add_argument("--queue-mb", type=int, default=64, help="[terminals] subscriber_queue_bytes")
     trio.run(main, ap.parse_args())
