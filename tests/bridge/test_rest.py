@@ -151,3 +151,35 @@ async def test_daemon_down_gives_503_then_recovers() -> None:
 
                 await wait_for(recovered, timeout=15, message="bridge to reconnect")
             assert "reconnect attempt" in bridge.log_text()
+
+
+async def test_llm_complete_and_task_routes_pass_through_to_the_daemon() -> None:
+    import json
+
+    from tests.fakes.fake_llm import FakeLLM
+    from tests.support import short_tempdir
+
+    with FakeLLM() as fake:
+        base = short_tempdir("bl")
+        home = base / "home"
+        (home / "config").mkdir(parents=True)
+        (home / "config" / "api_profiles.json").write_text(json.dumps({"profiles": [
+            {"name": "primary", "provider": "anthropic", "base_url": fake.url, "api_key_env": "T_BRIDGE_KEY",
+             "priority": 0, "timeout_secs": 5}]}))
+        async with start_daemon(home, env={"T_BRIDGE_KEY": "sk-ant-test-0000"}) as daemon, \
+                start_bridge(daemon) as bridge, bridge.http() as http:
+            fake.push({"match": {"api": "anthropic"}, "text": "bonjour from the fake"})
+            r = await http.post("/api/llm/complete", json={"prompt": "say hi", "max_tokens": 20})
+            assert r.status_code == 200, r.text
+            body = r.json()
+            assert body["text"] == "bonjour from the fake" and body["profile"] == "primary"
+            assert "sk-ant-test-0000" not in r.text
+
+            r = await http.get("/api/tasks")
+            assert r.status_code == 200 and r.json()["tasks"] == []
+            r = await http.get("/api/tasks/deadbeef")
+            assert r.status_code == 404 and r.json()["error"]["code"] == "task.not_found"
+            r = await http.post("/api/tasks/deadbeef/approve", json={})
+            assert r.status_code == 404 and r.json()["error"]["code"] == "task.not_found"
+            r = await http.post("/api/tasks", json={"prompt": "no title"})
+            assert r.status_code == 400

@@ -103,3 +103,49 @@ async def test_non_loopback_bind_needs_allow_remote() -> None:
             assert "non-loopback" in bridge.log_text()
             async with bridge.http() as http:
                 assert (await http.get("/api/terminals")).status_code == 200
+
+
+async def test_tls_serves_https_and_wss_with_a_secure_cookie() -> None:
+    import shutil as _shutil
+    import ssl
+
+    from tests.support import need, short_tempdir
+    from tundra.bridge.auth import make_login_code
+
+    openssl = _shutil.which("openssl")
+    need(openssl, "openssl not installed (needed to make a test certificate)")
+    assert openssl is not None
+    certs = short_tempdir("tls")
+    await trio.run_process(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+         "-keyout", str(certs / "key.pem"), "-out", str(certs / "cert.pem")],
+        capture_stdout=True, capture_stderr=True,
+    )
+    config = f'[bridge]\ntls_cert = "{certs / "cert.pem"}"\ntls_key = "{certs / "key.pem"}"\n'
+    async with start_daemon(config=config) as daemon, start_bridge(daemon) as bridge:
+        assert bridge.url.startswith("https://")
+        ctx = ssl.create_default_context(cafile=str(certs / "cert.pem"))
+        async with httpx.AsyncClient(base_url=bridge.url, verify=ctx) as http:
+            r = await http.get("/api/health")
+            assert r.status_code == 200
+            r = await http.get(f"/login?code={make_login_code(bridge.token)}")
+            assert r.status_code == 303 and "Secure" in r.headers["set-cookie"]
+            r = await http.post("/api/terminals", json={"command": ["cat"]}, headers=bridge.auth)
+            tid = r.json()["id"]
+        import trio_websocket
+
+        async with trio_websocket.open_websocket_url(
+            f"wss://127.0.0.1:{bridge.port}/ws/terminal/{tid}", ssl_context=ctx,
+            extra_headers=[(b"Authorization", f"Bearer {bridge.token}".encode())], message_queue_size=64,
+            disconnect_timeout=2,
+        ) as ws:
+            await ws.send_message(b"tls\n")
+            data = b""
+            with trio.fail_after(10):
+                while b"tls" not in data:
+                    msg = await ws.get_message()
+                    if isinstance(msg, bytes):
+                        data += msg
+            await ws._stream.aclose()
+    _shutil.rmtree(certs, ignore_errors=True)
