@@ -233,3 +233,49 @@ async def test_restart_after_kill9_kills_leftovers() -> None:
         import shutil
 
         shutil.rmtree(Path(home).parent, ignore_errors=True)
+
+
+def _store_rows(home: Path) -> dict[str, str]:
+    import sqlite3
+
+    db = home / "data" / "tundra.sqlite3"
+    if not db.exists():
+        return {}
+    con = sqlite3.connect(db)
+    try:
+        return dict(con.execute("SELECT id, status FROM terminals").fetchall())
+    except sqlite3.Error:
+        return {}
+    finally:
+        con.close()
+
+
+async def test_terminal_metadata_is_persisted_in_the_store() -> None:
+    home = short_tempdir("st") / "home"
+    home.mkdir(parents=True)
+    try:
+        async with start_daemon(home, config="[daemon]\nkill_grace_secs = 0.5\n") as d:
+            async with d.client() as c:
+                a = (await c.call("term.new", {"argv": ["cat"]}))["id"]
+                b = (await c.call("term.new", {"argv": ["cat"]}))["id"]
+                await c.call("term.kill", {"id": a})
+
+            async def rows_written() -> bool:
+                rows = await trio.to_thread.run_sync(_store_rows, home)
+                return rows.get(a) == "dead" and rows.get(b) == "disconnected"
+
+            await wait_for(rows_written, 10, interval=0.05, message="store rows")
+            d.send_signal(signal.SIGKILL)
+            await d.proc.wait()
+        # A restarted daemon marks rows of terminals that died with its predecessor as dead.
+        async with start_daemon(home, config="[daemon]\nkill_grace_secs = 0.5\n"):
+
+            async def reconciled() -> bool:
+                rows = await trio.to_thread.run_sync(_store_rows, home)
+                return rows.get(b) == "dead"
+
+            await wait_for(reconciled, 10, interval=0.05, message="stale row marked dead")
+    finally:
+        import shutil
+
+        shutil.rmtree(home.parent, ignore_errors=True)

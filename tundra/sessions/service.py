@@ -129,6 +129,7 @@ class TerminalService:
                 self._nursery = nursery
                 self._store_send = store_send
                 nursery.start_soon(self._store_writer, store_recv)
+                self._store_put("reconcile", None)
                 if self._subreaper:
                     nursery.start_soon(self._zombie_sweeper)
                 task_status.started()
@@ -281,16 +282,21 @@ class TerminalService:
 
     async def _store_writer(self, recv: trio.MemoryReceiveChannel[tuple[str, Any]]) -> None:
         async for op, arg in recv:
-            store = self._daemon.services.get("store") if self._daemon else None
-            repo = getattr(store, "terminals", None)
-            if repo is None:
-                continue
             try:
+                store = self._daemon.services.get("store") if self._daemon else None
+                repo = getattr(store, "terminals", None) if store is not None else None
+                if repo is None:
+                    continue
                 with trio.move_on_after(5):
                     if op == "upsert":
                         await repo.upsert(arg)
-                    else:
+                    elif op == "delete":
                         await repo.delete(arg)
+                    elif op == "reconcile":
+                        # Rows a previous daemon left non-dead: those processes are gone now.
+                        for rec in await repo.list():
+                            if rec.status != "dead" and rec.id not in self._terminals:
+                                await repo.mark_dead(rec.id)
             except Exception as e:  # the store is optional for terminals
                 log.debug("could not persist terminal metadata: %s", e)
 
