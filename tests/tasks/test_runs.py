@@ -117,8 +117,8 @@ async def test_stuck_agent_is_detected_and_policy_applied(tmp_path: Path, repo: 
 
 
 async def test_busy_loop_is_not_stuck(tmp_path: Path, repo: Path) -> None:
-    async with running_tasks(tmp_path, auto_restart=False, stuck_after_secs=0.3) as svc:
-        t = await add(svc, repo, fake("loop", "tick"), timeout_secs=1.5)
+    async with running_tasks(tmp_path, auto_restart=False, stuck_after_secs=1.0) as svc:
+        t = await add(svc, repo, fake("loop", "tick"), timeout_secs=3.0)
         await wait_for(lambda: state_of(svc, t.id) == "failed", 20)
         assert "stuck" not in [e.kind for e in await svc.store.events(t.id)]
         assert t.result.startswith("timed out")

@@ -90,6 +90,7 @@ class _Run:
         self.kill_reason: str | None = None
         self.user_paused = False
         self.record: AgentRun | None = None
+        self.recorded = False
         self.outcome = ""
         self.error = ""
         self.exit: tuple[int | None, int | None] = (None, None)
@@ -420,6 +421,12 @@ class TaskService:
             await self.store.append_event(ev)
         self._emit(f"task.{kind}", {"id": task.id, "message": message, **data})
 
+    async def _writes_settled(self) -> None:
+        """Wait for the writes already queued (trio locks are FIFO), so a reader who saw a
+        state also sees its history event."""
+        async with self._persist_lock:
+            pass
+
     def _emit(self, topic: str, data: dict[str, Any]) -> None:
         if self._publish is not None:
             self._publish(topic, data)
@@ -613,8 +620,9 @@ class TaskService:
 
     async def _record_run_end(self, task: Task, run: _Run) -> None:
         rec = run.record
-        if rec is None:
+        if rec is None or run.recorded:
             return
+        run.recorded = True
         if task.state == "cancelled":
             run.outcome = "cancelled"
         rec.state = run.outcome or "interrupted"
@@ -647,6 +655,8 @@ class TaskService:
         run.outcome = {"timeout": "timeout", "stuck": "stuck", "restart": "stuck"}.get(
             reason or "", "succeeded" if code == 0 else "failed"
         )
+        # Record the attempt before the task's final state shows, so readers see both.
+        await self._record_run_end(task, run)
         tail = output_tail(bytes(run.log[-16384:]) or proc.read(max(0, proc.offset - 16384))[1])
         if reason == "timeout":
             await self._fail(task, f"timed out after {task.timeout_secs:g}s", tail)
@@ -1013,6 +1023,7 @@ class TaskService:
 
     async def _h_history(self, ctx: CallContext, p: api.TaskIdParams) -> dict[str, Any]:
         task = self.resolve(p.id)
+        await self._writes_settled()
         return {"events": [msgspec.to_builtins(e) for e in await self.store.events(task.id)]}
 
     async def _h_cancel(self, ctx: CallContext, p: api.TaskIdParams) -> dict[str, Any]:
@@ -1049,6 +1060,7 @@ class TaskService:
 
     async def _h_runs(self, ctx: CallContext, p: api.TaskIdParams) -> dict[str, Any]:
         task = self.resolve(p.id)
+        await self._writes_settled()
         return {"runs": [msgspec.to_builtins(r) for r in await self.store.runs(task.id)]}
 
     async def _h_clean(self, ctx: CallContext, p: api.TaskCleanParams) -> dict[str, Any]:
