@@ -109,6 +109,11 @@ async def test_request_errors_have_codes_and_statuses() -> None:
         assert r.status_code == 400 and "prompt" in r.json()["error"]["message"]
         r = await http.post("/api/tasks/abc/explode", json={})
         assert r.status_code == 404
+        resp = await raw_request(bridge.port, b"GARBAGE\r\n\r\n")
+        assert resp.startswith(b"HTTP/1.1 400")
+        # A head that grows past 16 KiB without ending is refused without waiting for the rest.
+        resp = await raw_request(bridge.port, b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000)
+        assert resp.startswith(b"HTTP/1.1 431")
 
 
 async def test_at_capacity_is_503_with_the_seed_message() -> None:
@@ -126,6 +131,7 @@ async def test_at_capacity_is_503_with_the_seed_message() -> None:
             text = m.text
             assert 'tundra_bridge_http_requests_total{method="POST",route="/api/terminals",status="503"} 1' in text
             assert "tundra_bridge_daemon_up 1" in text
+            assert "tundra_pty_pool_active 1" in text and "tundra_pty_pool_max 1" in text
             assert 'tundra_terminals{status="disconnected"} 1' in text
             assert "tundra_bridge_http_request_duration_seconds_bucket" in text
 

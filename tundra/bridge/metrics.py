@@ -98,6 +98,10 @@ class BridgeMetrics:
                    [({}, pool.get("active", 0))])
             family("tundra_pty_pool_max", "gauge", "The daemon's PTY pool capacity (max_ptys).",
                    [({}, pool.get("max", 0))])
+            family("tundra_pty_spawned_total", "counter", "PTYs the daemon has spawned.",
+                   [({}, pool.get("spawned", 0))])
+            family("tundra_pty_spawn_failed_total", "counter", "PTY spawns that failed (including at capacity).",
+                   [({}, pool.get("failed", 0))])
         if terminals_by_status is not None:
             family("tundra_terminals", "gauge", "Terminals known to the daemon by status.",
                    [({"status": s}, n) for s, n in sorted(terminals_by_status.items())])

@@ -190,7 +190,8 @@ async def metrics(app: BridgeApp, req: HttpRequest, p: dict[str, str]) -> HttpRe
             active = pool_info.get("active_count", pool_info.get("active"))
             cap = pool_info.get("max_ptys", pool_info.get("max"))
             if active is not None and cap is not None:
-                pool = {"active": float(active), "max": float(cap)}
+                pool = {"active": float(active), "max": float(cap),
+                        "spawned": float(pool_info.get("spawned", 0)), "failed": float(pool_info.get("failed", 0))}
         except Exception:  # noqa: BLE001 - a scrape must still answer with the bridge's own figures
             pass
     text = app.metrics.render(pool=pool, terminals_by_status=by_status)
