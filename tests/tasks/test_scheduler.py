@@ -168,3 +168,30 @@ async def test_service_not_ready_raises_lifecycle_error(tmp_path: Path) -> None:
     with pytest.raises(LifecycleError):
         svc.resolve("abc")
     assert svc.status()["state"] == "starting"
+
+
+async def test_reload_rereads_agents_file_and_keeps_old_presets_when_broken(
+    tmp_path: Path,
+) -> None:
+    from tundra.config.schema import Config
+
+    agents = tmp_path / "agents.toml"
+    svc = TaskService(
+        AgentsConfig(),
+        worktrees_dir=tmp_path / "wt",
+        logs_dir=tmp_path / "l",
+        agents_file=agents,
+        launcher=FakeLauncher(slots=1),
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(svc.serve)
+        assert "mine" not in svc.registry.names()  # type: ignore[union-attr]
+        agents.write_text('[presets.mine]\ncommand = ["x"]\n')
+        svc.reload(Config(agents=AgentsConfig(max_concurrent=2)))
+        await wait_for(lambda: "mine" in svc.registry.names(), 10)  # type: ignore[union-attr]
+        assert svc.queue_status().max_concurrent == 2
+        agents.write_text("[presets.mine\n")
+        svc.reload(Config())
+        await wait_for(lambda: svc.last_error and "invalid agents file" in svc.last_error, 10)
+        assert "mine" in svc.registry.names()  # type: ignore[union-attr]
+        nursery.cancel_scope.cancel()

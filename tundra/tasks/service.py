@@ -146,6 +146,7 @@ class TaskService:
         self._fs_limiter = trio.CapacityLimiter(2)
         self._started = False
         self._phase = "starting"
+        self._reload_presets = False
         self._ready = trio.Event()
         self.max_running_seen = 0
         self.last_error: str | None = None
@@ -246,8 +247,22 @@ class TaskService:
         }
 
     def reload(self, config: Config) -> None:
+        """New [agents] limits apply at once; agents.toml is re-read by the scheduler loop
+        (off the event loop); a broken file keeps the previous presets."""
         self.config = config.agents
+        self._reload_presets = True
         self._kick()
+
+    async def _maybe_reload_presets(self) -> None:
+        if not self._reload_presets:
+            return
+        self._reload_presets = False
+        try:
+            self.registry = await trio.to_thread.run_sync(load_registry, self.agents_file)
+            log.info("agent presets reloaded: %s", ", ".join(self.registry.names()))
+        except TundraError as exc:
+            self.last_error = str(exc)
+            log.error("agent presets not reloaded: %s", exc)
 
     # -- start-up and the scheduler loop -------------------------------------------------
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -312,6 +327,7 @@ class TaskService:
     async def _schedule_forever(self) -> None:
         while True:
             wake = self._wake
+            await self._maybe_reload_presets()
             next_at = self._dispatch_ready()
             delay = max(0.0, next_at - time.time()) if next_at < math.inf else math.inf
             if self._free_ptys() <= 0 and self._has_ready(time.time()):
