@@ -2,7 +2,11 @@
 
 Every params Struct accepts unknown fields (newer clients) and has defaults for optional
 fields, so a bridge can pass a JSON body straight through. Results are msgspec-encodable
-builtins; a task is always the :class:`TaskInfo` shape (``Task`` as a dict).
+builtins; a task is always the TaskInfo shape: :class:`tundra.tasks.model.Task` as a dict --
+``id, title, prompt, repo, base_branch, preset, lane, priority, requires_approval,
+max_attempts, timeout_secs, state, attempts, held, session_id, resume, branch, worktree,
+terminal_id, exit_code, result, not_before, created_at, updated_at, started_at, finished_at,
+env`` (env values masked as ``***``).
 
 =====================  ==========================  ============================================
 method                 params                      result
