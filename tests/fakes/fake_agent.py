@@ -40,8 +40,17 @@ def main(argv: list[str]) -> int:
         elif action == "commit":
             subprocess.run(["git", "add", "-A"], check=True)
             subprocess.run(
-                ["git", "-c", "user.name=Fake", "-c", "user.email=fake@example.com",
-                 "commit", "-q", "-m", argv[i]],
+                [
+                    "git",
+                    "-c",
+                    "user.name=Fake",
+                    "-c",
+                    "user.email=fake@example.com",
+                    "commit",
+                    "-q",
+                    "-m",
+                    argv[i],
+                ],
                 check=True,
             )
             i += 1
