@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.support import wait_for
 from tests.tasks.fakes import FakeLauncher
@@ -195,3 +197,55 @@ async def test_reload_rereads_agents_file_and_keeps_old_presets_when_broken(
         await wait_for(lambda: svc.last_error and "invalid agents file" in svc.last_error, 10)
         assert "mine" in svc.registry.names()  # type: ignore[union-attr]
         nursery.cancel_scope.cancel()
+
+
+async def test_add_validates_params(tmp_path: Path, repo: Path) -> None:
+    from tundra.agents.errors import RegistryError
+    from tundra.errors import UsageError
+    from tundra.workspace.errors import RepoError
+
+    async with trio.open_nursery() as nursery:
+        svc = await _service(tmp_path, FakeLauncher(slots=1), nursery)
+        bad: list[tuple[dict[str, Any], type[Exception], str]] = [
+            ({"title": " "}, UsageError, "title"),
+            ({"lane": "urgent"}, UsageError, "unknown lane: urgent"),
+            ({"repo": "relative/dir"}, UsageError, "absolute path"),
+            ({"timeout_secs": -1}, UsageError, ">= 0"),
+            ({"agent": "nope"}, RegistryError, "unknown agent preset: nope"),
+            ({"base_branch": "nope"}, RepoError, "base branch not found: nope"),
+            ({"repo": str(tmp_path)}, RepoError, "not a git repository"),
+        ]
+        for over, exc, msg in bad:
+            params: dict[str, Any] = {"title": "t", "repo": str(repo), **over}
+            with pytest.raises(exc, match=msg):
+                await svc.add(TaskAddParams(**params))
+        assert svc.tasks() == []
+        nursery.cancel_scope.cancel()
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["critical", "standard", "experimental"]),
+            st.integers(-3, 3),
+            st.integers(0, 5),
+            st.booleans(),
+        ),
+        max_size=12,
+    )
+)
+def test_pick_next_is_the_best_eligible_task(specs: list[tuple[str, int, int, bool]]) -> None:
+    from tundra.tasks.model import LANE_RANK
+
+    tasks = [
+        mk(f"t{i}", lane=lane, priority=prio, created_at=float(age), held=held)
+        for i, (lane, prio, age, held) in enumerate(specs)
+    ]
+    got = pick_next(tasks, [], Limits(max_concurrent=1), now=0)
+    eligible = [t for t in tasks if not t.held]
+    if not eligible:
+        assert got is None
+        return
+    assert got is not None and not got.held
+    best = max(eligible, key=lambda t: (LANE_RANK[t.lane], t.priority, -t.created_at))
+    assert (got.lane, got.priority, got.created_at) == (best.lane, best.priority, best.created_at)

@@ -780,8 +780,12 @@ class TaskService:
             raise UsageError("task title must not be empty")
         if p.lane not in LANES:
             raise UsageError(f"unknown lane: {p.lane} (lanes: {', '.join(LANES)})")
-        if not p.repo:
-            raise UsageError("task repo must be given (a path to a git repository)")
+        if not p.repo or not p.repo.startswith(("/", "~")):
+            raise UsageError(
+                f"task repo must be an absolute path to a git repository, got {p.repo!r}"
+            )
+        if p.max_attempts < 0 or p.timeout_secs < 0:
+            raise UsageError("max_attempts and timeout_secs must be >= 0 (0 = the default)")
         preset = self.registry.get(p.agent or self.config.default_preset)
         root = await self.worktrees.repo_root(p.repo)
         base = p.base_branch or await self.worktrees.current_branch(root)
