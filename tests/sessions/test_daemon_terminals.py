@@ -85,18 +85,20 @@ async def test_exact_resume_over_ipc() -> None:
     expected = b"".join(b"%d\n" % i for i in range(1, 200001))
     async with start_daemon(config=cfg) as d, d.client() as c:
         info = await c.call(
-            "term.new", {"argv": ["sh", "-c", "stty -onlcr; read go; seq 1 200000; read x"]}
+            "term.new",
+            {"argv": ["sh", "-c", "stty -onlcr -echo; echo R; read go; seq 1 200000; read x"]},
         )
         tid = info["id"]
         got = bytearray()
         # First attach: take part of the stream, then drop the connection mid-flow.
         async with d.client() as c1:
             async with c1.stream("term.attach", {"id": tid, "since": 0}) as s:
-                await c.call("term.input", {"id": tid, "data": b"go\n"})
                 async for item in s:
                     if item["type"] == "output":
                         assert item["offset"] == len(got)
                         got += item["data"]
+                        if got == b"R\n":  # stty has run: start the flood
+                            await c.call("term.input", {"id": tid, "data": b"go\n"})
                         if len(got) > 300_000:
                             break
         # Re-attach from the last offset seen: the rest arrives exactly once, no gap.
@@ -106,9 +108,9 @@ async def test_exact_resume_over_ipc() -> None:
                 if item["type"] == "output":
                     assert item["offset"] == len(got)
                     got += item["data"]
-                    if len(got) >= len(expected) + 3:  # + the echoed "go\n"
+                    if len(got) >= len(expected) + 2:  # + "R\n"
                         break
-        assert bytes(got) == b"go\n" + expected
+        assert bytes(got) == b"R\n" + expected
 
 
 async def test_broadcast_to_three_clients_and_stalled_client_dropped() -> None:
@@ -116,7 +118,16 @@ async def test_broadcast_to_three_clients_and_stalled_client_dropped() -> None:
     async with start_daemon(config=cfg) as d, d.client() as c:
         info = await c.call(
             "term.new",
-            {"argv": ["sh", "-c", "read go; head -c 3000000 /dev/zero | tr '\\0' a; read x"]},
+            # Paced (50 x 60 kB): the three readers keep up even on a loaded machine, while
+            # the client that never reads overflows its 256 KiB queue.
+            {
+                "argv": [
+                    "sh",
+                    "-c",
+                    "read go; for i in $(seq 50); do head -c 60000 /dev/zero | tr '\\0' a;"
+                    " sleep 0.01; done; read x",
+                ]
+            },
         )
         tid = info["id"]
         counts = [0, 0, 0]

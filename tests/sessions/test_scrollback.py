@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tundra.sessions.scrollback import TerminalScrollback
 
 
+@settings(database=None, deadline=None)
 @given(
     cap=st.integers(1, 64),
     writes=st.lists(st.binary(max_size=150), max_size=25),
