@@ -111,8 +111,13 @@ async def test_browser_types_echo_hi_and_sees_hi() -> None:
                 login = f"{bridge.url}/login?code={make_login_code(bridge.token)}"
                 await cdp.call("Page.navigate", url=login)
                 await wait_for(lambda: cdp.js("document.readyState === 'complete' && location.pathname === '/' "
-                                              "&& !!document.querySelector('#new-terminal')"),
-                               timeout=20, message="page loaded after login")
+                                              "&& !!window.tundra"),
+                               timeout=20, message="page and its module loaded after login")
+                # The task board: one column per state, fed by /api/tasks.
+                await cdp.js("document.querySelector('#tab-tasks').click()")
+                await wait_for(lambda: cdp.js("document.querySelectorAll('#task-board .column').length === 8"),
+                               timeout=20, message="task board columns")
+                await cdp.js("document.querySelector('#tab-terminals').click()")
                 await cdp.js("document.querySelector('#new-terminal').click()")
                 await wait_for(lambda: cdp.js("!!document.querySelector('.xterm-helper-textarea')"),
                                timeout=20, message="xterm on the page")
