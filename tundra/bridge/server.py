@@ -142,7 +142,7 @@ class BridgeApp:
         token = await trio.to_thread.run_sync(load_or_create_token, self.paths.bridge_token_file)
         self.web = await trio.to_thread.run_sync(WebAssets)
         if not self.web.built:
-            log.warning("web page assets are not built; run `npm ci && npm run build` in the source tree")
+            log.warning("web page assets are not built; run `make web` (or `npm ci && npm run build`) in the source tree")
         listeners: list[Any] = list(await trio.open_tcp_listeners(self.options.port, host=self.options.host or None))
         if self.options.port == 0:
             # Several address families would get different ephemeral ports: keep the first.

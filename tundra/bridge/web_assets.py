@@ -1,8 +1,8 @@
 """The web page's files: our sources in ``web/`` and the xterm.js build in ``web/static/``.
 
 Only files that exist at start-up are served, by exact name (no path traversal possible).
-``web/static/`` is produced by ``npm ci && npm run build`` and shipped in the wheel; when it
-is missing the page explains how to build it.
+``web/static/`` is produced by ``make web`` (or ``npm ci && npm run build``) and shipped in
+the wheel; when it is missing the bridge logs how to build it.
 """
 
 from __future__ import annotations
