@@ -130,3 +130,44 @@ def test_dead_message_names_the_reason() -> None:
     assert dead_message({"exit_reason": "grace_expired"}) == "terminal is dead (grace period expired)"
     assert dead_message({"exit_code": 3}) == "terminal is dead (exit code 3)"
     assert dead_message({"exit_signal": 9}) == "terminal is dead (killed by signal 9)"
+
+
+async def test_request_reader_times_out_a_slow_head_and_limits_bodies(autojump_clock: trio.abc.Clock) -> None:
+    import trio.testing
+
+    from tundra.bridge.errors import PayloadTooLarge, RequestTimeout
+    from tundra.bridge.http import RequestReader
+
+    # A client that sends half a head and stops: 408 after the head timeout (slowloris).
+    client, server = trio.testing.memory_stream_pair()
+    reader = RequestReader(server, max_body=1024)
+    await client.send_all(b"GET / HTTP/1.1\r\nHost: a\r\n")
+    with pytest.raises(RequestTimeout):
+        await reader.read_head(10.0)
+    # A client that sends nothing: the connection just ends (no response).
+    client, server = trio.testing.memory_stream_pair()
+    assert await RequestReader(server, max_body=1024).read_head(10.0) is None
+    # Bodies: the declared length is checked before reading, a chunked body while reading.
+    client, server = trio.testing.memory_stream_pair()
+    reader = RequestReader(server, max_body=1024)
+    await client.send_all(b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5000\r\n\r\n")
+    req = await reader.read_head(10.0)
+    assert req is not None
+    with pytest.raises(PayloadTooLarge):
+        await reader.read_body(req, 10.0)
+    client, server = trio.testing.memory_stream_pair()
+    reader = RequestReader(server, max_body=1024)
+    await client.send_all(b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                          + b"400\r\n" + b"x" * 1024 + b"\r\n" + b"1\r\nx\r\n0\r\n\r\n")
+    req = await reader.read_head(10.0)
+    assert req is not None
+    with pytest.raises(PayloadTooLarge):
+        await reader.read_body(req, 10.0)
+    # Within limits: body read, request id generated, cookies parsed.
+    client, server = trio.testing.memory_stream_pair()
+    reader = RequestReader(server, max_body=1024)
+    await client.send_all(b"POST /x?a=1 HTTP/1.1\r\nHost: a\r\nCookie: s=1; t=2\r\nContent-Length: 2\r\n\r\n{}")
+    req = await reader.read_head(10.0)
+    assert req is not None
+    await reader.read_body(req, 10.0)
+    assert req.body == b"{}" and req.query == {"a": "1"} and req.cookie("t") == "2" and len(req.request_id) == 16

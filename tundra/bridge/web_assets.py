@@ -45,7 +45,7 @@ class WebAssets:
         static = root / "static"
         if static.is_dir():
             for path in sorted(static.glob("*")):
-                if path.is_file() and not path.name.endswith(".map"):
+                if path.is_file() and not path.name.endswith(".map") and not path.name.startswith("."):
                     self.files[f"/vendor/{path.name}"] = self._load(path)
         self.built = all(f"/vendor/{n}" in self.files for n in REQUIRED_VENDOR_FILES)
         self.index = self.files.get("/assets/index.html")
