@@ -22,6 +22,7 @@ class FakeProcess:
         self.exit_status: tuple[int | None, int | None] | None = None
         self._exited = trio.Event()
         self.written = bytearray()
+        self.suspended = False
 
     @property
     def offset(self) -> int:
@@ -64,6 +65,12 @@ class FakeProcess:
 
     async def kill(self) -> None:
         self.exit(None, 9)
+
+    def suspend(self) -> None:
+        self.suspended = True
+
+    def resume(self) -> None:
+        self.suspended = False
 
 
 class _Out:

@@ -20,6 +20,15 @@ def repo(tmp_path: Path) -> Path:
     return make_repo(tmp_path / "proj")
 
 
+def proc_state(pid: int | None) -> str:
+    """The one-letter state of a process from /proc (T = stopped)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return "gone"
+
+
 def state_of(svc: TaskService, tid: str) -> str:
     return svc.resolve(tid).state
 
@@ -186,10 +195,14 @@ async def test_pause_and_resume_running_task(tmp_path: Path, repo: Path) -> None
     async with running_tasks(tmp_path) as svc:
         t = await add(svc, repo, fake("input", "answer?", "exit", "0"))
         await wait_for(lambda: state_of(svc, t.id) == "running" and t.terminal_id, 20)
+        await wait_for(lambda: svc._runs[t.id].record is not None, 10)
+        pid = svc._runs[t.id].record.pid  # type: ignore[union-attr]
         await svc.pause(t.id)
         assert t.state == "waiting"
+        await wait_for(lambda: proc_state(pid) == "T", 10, message="agent stopped (SIGSTOP)")
         await svc.resume(t.id)
         assert t.state == "running"
+        await wait_for(lambda: proc_state(pid) != "T", 10, message="agent continued")
         await wait_for(
             lambda: b"answer?" in bytes(svc._runs[t.id].log) if t.id in svc._runs else False, 10
         )

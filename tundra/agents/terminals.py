@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
@@ -53,6 +55,18 @@ class TerminalAgentProcess:
 
     async def wait_exit(self) -> tuple[int | None, int | None]:
         return await self.term.wait_exit()
+
+    def _signal_group(self, sig: int) -> None:
+        try:
+            os.killpg(self.term.proc.pgid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def suspend(self) -> None:
+        self._signal_group(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self._signal_group(signal.SIGCONT)
 
     async def kill(self) -> None:
         # Kills the whole process group/session (SIGHUP, grace, SIGKILL).

@@ -46,6 +46,12 @@ class AgentProcess(Protocol):
     async def kill(self) -> None:
         """Kill the whole process group (returns once it is dead)."""
 
+    def suspend(self) -> None:
+        """SIGSTOP the process group (user pause)."""
+
+    def resume(self) -> None:
+        """SIGCONT the process group."""
+
 
 class TerminalLauncher(Protocol):
     def free_slots(self) -> int:

@@ -89,6 +89,9 @@ class _Run:
         self.proc: AgentProcess | None = None
         self.kill_reason: str | None = None
         self.user_paused = False
+        self.paused_at = 0.0
+        self.paused_total = 0.0
+        """Seconds spent paused by the user (not counted against the timeout)."""
         self.record: AgentRun | None = None
         self.recorded = False
         self.outcome = ""
@@ -583,14 +586,16 @@ class TaskService:
         nudges = 0
         while True:
             now = trio.current_time()
-            if now >= deadline:
+            paused = run.paused_total + (now - run.paused_at if run.user_paused else 0.0)
+            if now >= deadline + paused and not run.user_paused:
                 await self._kill(run, proc, "timeout")
                 return
-            await trio.sleep(min(detector.interval, deadline - now))
-            if trio.current_time() >= deadline:
-                continue
-            if task.state == "waiting" and run.user_paused:
+            await trio.sleep(max(0.01, min(detector.interval, deadline + paused - now)))
+            if run.user_paused:
                 detector.reset()
+                continue
+            now = trio.current_time()
+            if now >= deadline + run.paused_total:
                 continue
             _, tail, _ = proc.read(max(0, proc.offset - TAIL_BYTES))
             quiet = trio.current_time() - proc.last_output_at
@@ -831,6 +836,8 @@ class TaskService:
         run = self._runs.get(task.id)
         if run is not None:
             run.kill_reason = run.kill_reason or "cancelled"
+            if run.proc is not None and run.user_paused:
+                run.proc.resume()  # a stopped group would only die at the SIGKILL after the grace
             if run.proc is not None:
                 with trio.move_on_after(30):
                     await run.proc.kill()
@@ -857,9 +864,16 @@ class TaskService:
             await self._note(task, "note", "held in the queue")
             return task
         run = self._runs.get(task.id)
-        await self._transition(task, "wait", message="paused by user")
-        if run is not None:
+        if task.state == "waiting" and run is not None and not run.user_paused:
+            await self._note(task, "note", "paused by user")
+        else:
+            await self._transition(task, "wait", message="paused by user")
+        if run is not None and not run.user_paused:
             run.user_paused = True
+            run.paused_at = trio.current_time()
+            if run.proc is not None:
+                # Stop the agent's whole process group; the timeout clock stops too.
+                run.proc.suspend()
         return task
 
     async def resume(self, task_id: str) -> Task:
@@ -872,10 +886,13 @@ class TaskService:
             await self._note(task, "note", "released from hold")
             self._kick()
             return task
-        await self._transition(task, "resume", message="resumed by user")
         run = self._runs.get(task.id)
-        if run is not None:
+        await self._transition(task, "resume", message="resumed by user")
+        if run is not None and run.user_paused:
             run.user_paused = False
+            run.paused_total += trio.current_time() - run.paused_at
+            if run.proc is not None:
+                run.proc.resume()
         return task
 
     async def approve(self, task_id: str) -> Task:
