@@ -78,12 +78,12 @@ async def test_nonzero_exit_fails_with_output_tail_and_retries_up_to_max(
         t = await add(svc, repo, fake("print", "boom happened", "exit", "3"), max_attempts=2)
         await wait_for(lambda: t.state == "failed" and t.attempts == 2, 20, message="2 attempts")
         assert "exit code 3" in t.result and "boom happened" in t.result
-        runs = await svc.store.runs(t.id)
+        runs = await svc.runs(t.id)
         assert [(r.attempt, r.state, r.exit_code) for r in runs] == [
             (1, "failed", 3),
             (2, "failed", 3),
         ]
-        events = [e.to_state for e in await svc.store.events(t.id) if e.kind == "state"]
+        events = [e.to_state for e in await svc.history(t.id) if e.kind == "state"]
         assert events == ["queued", "running", "failed", "queued", "running", "failed"]
         again = await svc.retry(t.id)
         assert again.state == "queued"
@@ -113,14 +113,14 @@ async def test_timeout_kills_and_fails(tmp_path: Path, repo: Path) -> None:
         t = await add(svc, repo, fake("print", "start", "hang"), timeout_secs=1.0)
         await wait_for(lambda: state_of(svc, t.id) == "failed", 20)
         assert t.result.startswith("timed out after 1s")
-        assert [r.state for r in await svc.store.runs(t.id)] == ["timeout"]
+        assert [r.state for r in await svc.runs(t.id)] == ["timeout"]
 
 
 async def test_stuck_agent_is_detected_and_policy_applied(tmp_path: Path, repo: Path) -> None:
     async with running_tasks(tmp_path, auto_restart=False, stuck_after_secs=0.6) as svc:
         t = await add(svc, repo, fake("print", "thinking", "hang"))
         await wait_for(lambda: state_of(svc, t.id) == "failed", 20)
-        kinds = [e.kind for e in await svc.store.events(t.id)]
+        kinds = [e.kind for e in await svc.history(t.id)]
         assert "stuck" in kinds
         assert t.result.startswith("stuck")
 
@@ -129,7 +129,7 @@ async def test_busy_loop_is_not_stuck(tmp_path: Path, repo: Path) -> None:
     async with running_tasks(tmp_path, auto_restart=False, stuck_after_secs=1.0) as svc:
         t = await add(svc, repo, fake("loop", "tick"), timeout_secs=3.0)
         await wait_for(lambda: state_of(svc, t.id) == "failed", 20)
-        assert "stuck" not in [e.kind for e in await svc.store.events(t.id)]
+        assert "stuck" not in [e.kind for e in await svc.history(t.id)]
         assert t.result.startswith("timed out")
 
 
@@ -250,7 +250,7 @@ async def test_idle_marker_moves_to_waiting_and_back(tmp_path: Path, repo: Path)
         await wait_for(lambda: state_of(svc, t.id) == "waiting", 20, message="waiting")
         await svc.nudge(t.id, "yes")
         await wait_for(lambda: state_of(svc, t.id) == "review", 20, message="review")
-        states = [e.to_state for e in await svc.store.events(t.id) if e.kind == "state"]
+        states = [e.to_state for e in await svc.history(t.id) if e.kind == "state"]
         assert states[:4] == ["queued", "running", "waiting", "running"]
 
 
@@ -276,5 +276,5 @@ async def test_interrupted_run_resumes_the_agent_session(tmp_path: Path, repo: P
         t2 = svc2.resolve(t.id)
         await wait_for(lambda: t2.state == "review", 20, message="resumed run finished")
         assert git(repo, "show", f"tundra/{t.id}:resumed.txt") == "resumed-abc123\n"
-        notes = [e.message for e in await store.events(t.id) if e.kind == "note"]
+        notes = [e.message for e in await svc2.history(t.id) if e.kind == "note"]
         assert "resuming agent session abc123" in notes

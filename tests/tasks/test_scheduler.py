@@ -153,7 +153,7 @@ async def test_stuck_nudge_policy_types_nudge_text(tmp_path: Path, repo: Path) -
         proc = launcher.procs[0]
         proc.emit(b"thinking...\n")
         await wait_for(lambda: b"continue" in bytes(proc.written), 20)
-        kinds = [e.kind for e in await svc.store.events(t.id)]
+        kinds = [e.kind for e in await svc.history(t.id)]
         assert "stuck" in kinds and "nudge" not in kinds
         assert svc.resolve(t.id).state == "running"
         proc.exit(0)

@@ -980,6 +980,17 @@ class TaskService:
             id=task.id, branch=task.branch, base_branch=task.base_branch, stat=stat, diff=patch
         )
 
+    async def history(self, task_id: str) -> list[TaskEvent]:
+        """The task's events, oldest first, including every change already visible."""
+        task = self.resolve(task_id)
+        await self._writes_settled()
+        return await self.store.events(task.id)
+
+    async def runs(self, task_id: str) -> list[AgentRun]:
+        task = self.resolve(task_id)
+        await self._writes_settled()
+        return await self.store.runs(task.id)
+
     async def clean(self, task_id: str, force: bool = False) -> Task:
         """Remove the worktree and branch of a task that is not running. Refuses to drop
         unmerged commits or uncommitted changes unless ``force`` (WorktreeError)."""
@@ -1059,9 +1070,7 @@ class TaskService:
         return self.resolve(p.id).to_dict()
 
     async def _h_history(self, ctx: CallContext, p: api.TaskIdParams) -> dict[str, Any]:
-        task = self.resolve(p.id)
-        await self._writes_settled()
-        return {"events": [msgspec.to_builtins(e) for e in await self.store.events(task.id)]}
+        return {"events": [msgspec.to_builtins(e) for e in await self.history(p.id)]}
 
     async def _h_cancel(self, ctx: CallContext, p: api.TaskIdParams) -> dict[str, Any]:
         return (await self.cancel(p.id)).to_dict()
@@ -1096,9 +1105,7 @@ class TaskService:
         )
 
     async def _h_runs(self, ctx: CallContext, p: api.TaskIdParams) -> dict[str, Any]:
-        task = self.resolve(p.id)
-        await self._writes_settled()
-        return {"runs": [msgspec.to_builtins(r) for r in await self.store.runs(task.id)]}
+        return {"runs": [msgspec.to_builtins(r) for r in await self.runs(p.id)]}
 
     async def _h_clean(self, ctx: CallContext, p: api.TaskCleanParams) -> dict[str, Any]:
         return (await self.clean(p.id, p.force)).to_dict()
