@@ -7,6 +7,7 @@ trio-websocket. A screenshot is saved to tests/artifacts/bridge-browser.png.
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import json
 import shutil
@@ -84,7 +85,10 @@ async def test_browser_types_echo_hi_and_sees_hi() -> None:
     need(chromium, "headless chromium not installed (apt-get install chromium)")
     need(WebAssets().built, "web assets not built (npm ci && npm run build)")
     assert chromium is not None
-    async with start_daemon() as daemon, start_bridge(daemon) as bridge:
+    async with start_daemon() as daemon, contextlib.AsyncExitStack() as outer:
+        bridges = contextlib.AsyncExitStack()
+        outer.push_async_callback(lambda: bridges.aclose())
+        bridge = await bridges.enter_async_context(start_bridge(daemon))
         profile = short_tempdir("chr")
         proc = await trio.lowlevel.open_process(
             [chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
@@ -145,6 +149,29 @@ async def test_browser_types_echo_hi_and_sees_hi() -> None:
                 violations = [e for e in cdp.events if e.get("method") == "Log.entryAdded"
                               and "Content Security Policy" in e["params"]["entry"].get("text", "")]
                 assert not violations, violations
+
+                # The bridge restarts (same port, same token): the page reconnects by itself
+                # with `since`, so the screen neither loses nor repeats output.
+                await bridges.aclose()
+                bridges = contextlib.AsyncExitStack()
+                bridge = await bridges.enter_async_context(start_bridge(daemon, "--port", str(bridge.port)))
+                await wait_for(lambda: cdp.js("window.tundra.connects >= 2 && "
+                                              "document.querySelector('#terminal-status').textContent === 'active'"),
+                               timeout=20, message="page reconnected to the restarted bridge")
+                await cdp.js("document.querySelector('.xterm-helper-textarea').focus()")
+                await cdp.call("Input.insertText", text="echo again")
+                for kind in ("keyDown", "keyUp"):
+                    await cdp.call("Input.dispatchKeyEvent", type=kind, key="Enter", code="Enter",
+                                   windowsVirtualKeyCode=13, nativeVirtualKeyCode=13,
+                                   **({"text": "\r"} if kind == "keyDown" else {}))
+
+                async def sees_again() -> bool:
+                    text = await cdp.js(SCREEN_TEXT)
+                    return "again" in [ln.rstrip() for ln in (text or "").split("\n")]
+
+                await wait_for(sees_again, timeout=20, message="`again` after the reconnect")
+                lines = [ln.rstrip() for ln in (await cdp.js(SCREEN_TEXT)).split("\n")]
+                assert lines.count("hi") == 1 and lines.count("again") == 1, lines
                 nursery.cancel_scope.cancel()
         finally:
             with trio.CancelScope(shield=True):

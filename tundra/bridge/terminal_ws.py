@@ -204,7 +204,7 @@ class TerminalSocket:
     def _log_attach(self) -> None:
         status = str(self.info.get("status", "active"))
         log.info("WebSocket connection established for terminal %s", self.terminal_id, extra={"fields": self._fields})
-        if status == "disconnected" and self.info.get("disconnected_since"):
+        if status == "disconnected" and self.info.get("disconnected_since") not in (None, self.info.get("created_at")):
             away = max(0.0, time.time() - float(self.info["disconnected_since"]))
             log.info("Client reconnected after %d seconds (within grace period)", round(away), extra={"fields": self._fields})
         if status != "active":

@@ -56,6 +56,7 @@ class TerminalView {
     this.exited = false;
     this.closed = false;
     this.attempt = 0;
+    this.connects = 0; // successful (re)connections, for tests and the curious
     this.term = new Terminal({ cursorBlink: true, scrollback: 5000, convertEol: false,
                                fontFamily: "ui-monospace, Menlo, monospace", fontSize: 14 });
     this.fit = new FitAddon();
@@ -91,6 +92,7 @@ class TerminalView {
     this.ws = ws;
     ws.onopen = () => {
       this.attempt = 0;
+      this.connects += 1;
       this.setStatus("active");
       this.control({ type: "resize", rows: this.term.rows, cols: this.term.cols });
     };
@@ -157,7 +159,10 @@ class TerminalView {
 }
 
 let current = null;
-window.tundra = { get terminal() { return current && current.term; } };
+window.tundra = {
+  get terminal() { return current && current.term; },
+  get connects() { return current ? current.connects : 0; },
+};
 
 function attach(info) {
   if (current && current.id === info.id && !current.exited) return;
