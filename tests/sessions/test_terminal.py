@@ -44,10 +44,12 @@ async def test_resize_is_seen_by_the_child(svc: TerminalService) -> None:
     t = await svc.create(["sh"], rows=30, cols=100)
     await t.write(b"stty size\n")
     await until_output(t, b"30 100\r\n")
+    # The kernel sends SIGWINCH on TIOCSWINSZ: a trap in a waiting bash proves delivery.
+    await t.write(b"exec bash --norc -i\n")
+    await t.write(b"trap 'echo winch-$(stty size | tr \" \" x)' WINCH; echo trap-$((1+1))\n")
+    await until_output(t, b"trap-2\r\n")
     t.resize(40, 120)
-    # SIGWINCH reaches the foreground job: a trap in the shell proves delivery.
-    await t.write(b"trap 'echo winch' WINCH; kill -WINCH $$; stty size\n")
-    await until_output(t, b"40 120\r\n")
+    await until_output(t, b"winch-40x120")
     assert (t.info().rows, t.info().cols) == (40, 120)
 
 
