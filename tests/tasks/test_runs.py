@@ -241,7 +241,7 @@ async def test_idle_marker_moves_to_waiting_and_back(tmp_path: Path, repo: Path)
     agents = tmp_path / "agents.toml"
     agents.write_text(
         '[presets.asker]\ncommand = ["bash", "-lc", "{prompt}"]\nidle_markers = ["answer?"]\n'
-        'stuck_after_secs = 0.6\nstuck_policy = "fail"\n'
+        'stuck_after_secs = 3.0\nstuck_policy = "fail"\n'
     )
     async with running_tasks(tmp_path, registry=load_registry(agents)) as svc:
         t = await add(
