@@ -59,7 +59,7 @@ async def test_input_echo_resize_and_byte_exact_binary_output() -> None:
 async def test_disconnect_then_resume_with_since_has_no_loss_and_no_duplicates() -> None:
     async with start_daemon() as daemon, start_bridge(daemon) as bridge:
         # Output keeps flowing (in bursts) while the client is away.
-        loop = "i=0; while [ $i -lt 3000 ]; do i=$((i+1)); echo line$i; [ $((i % 200)) = 0 ] && sleep 0.05; done"
+        loop = "i=0; while [ $i -lt 3000 ]; do i=$((i+1)); echo line$i; [ $((i % 200)) = 0 ] && sleep 0.1; done"
         cmd = ["sh", "-c", loop + "; sleep 30"]
         t = await new_terminal(bridge, cmd)
         received = bytearray()
