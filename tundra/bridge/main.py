@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -128,6 +129,8 @@ def run_bridge(
             return EXIT_CONFIG if leaf.code in ("bridge.remote_bind_refused", "config.invalid") else EXIT_FAILURE
         if isinstance(leaf, OSError):
             log.error("cannot listen on %s:%s: %s", config.bridge.host, config.bridge.port, leaf.strerror or leaf)
+            if leaf.errno == errno.EADDRINUSE:
+                log.error("hint: another process (another bridge?) uses the port; choose one with --port or [bridge] port")
             return EXIT_FAILURE
         log.critical("bridge crashed", exc_info=exc)
         return EXIT_FAILURE
