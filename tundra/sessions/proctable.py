@@ -81,18 +81,35 @@ def iter_stats() -> Iterable[ProcStat]:
                 yield st
 
 
-def _has_marker(pid: int, markers: set[bytes]) -> bool:
+_marker_cache: dict[tuple[int, int], str | None] = {}
+_MARKER_PREFIX = (MARKER_VAR + "=").encode()
+
+
+def _marker_of(st: ProcStat) -> str | None:
+    """The process's ``TUNDRA_TERMINAL_ID`` (cached per pid + start time: reading every
+    process's environ on every scan is what made teardown of many terminals slow)."""
+    key = (st.pid, st.starttime)
+    if key in _marker_cache:
+        return _marker_cache[key]
+    value: str | None = None
     try:
-        with open(f"/proc/{pid}/environ", "rb") as f:
+        with open(f"/proc/{st.pid}/environ", "rb") as f:
             env = f.read()
     except OSError:
-        return False
-    if not env:
-        return False
+        return None  # not cached: unreadable now (exiting, other user) may change
     for entry in env.split(b"\0"):
-        if entry in markers:
-            return True
-    return False
+        if entry.startswith(_MARKER_PREFIX):
+            value = entry[len(_MARKER_PREFIX) :].decode(errors="replace")
+            break
+    if env:  # an empty environ (kernel thread, zombie) is not worth remembering
+        _marker_cache[key] = value
+    return value
+
+
+def _prune_marker_cache(live: set[int]) -> None:
+    if len(_marker_cache) > 4 * max(len(live), 256):
+        for key in [k for k in list(_marker_cache) if k[0] not in live]:
+            _marker_cache.pop(key, None)
 
 
 def find_members(
@@ -111,9 +128,10 @@ def find_members(
     ``TUNDRA_TERMINAL_ID``. The daemon itself is never included.
     """
     sid_set, pgid_set, root_set = set(sids), set(pgids), set(roots)
-    markers = {f"{MARKER_VAR}={t}".encode() for t in terminal_ids}
+    markers = set(terminal_ids)
     me = os.getpid()
     table = {st.pid: st for st in iter_stats()}
+    _prune_marker_cache(set(table))
     out: list[ProcStat] = []
     for st in table.values():
         if st.pid == me or st.state in ("Z", "X"):
@@ -130,7 +148,7 @@ def find_members(
                     break
                 p, hops = parent.ppid, hops + 1
         if not hit and markers:
-            hit = _has_marker(st.pid, markers)
+            hit = _marker_of(st) in markers
         if hit:
             out.append(st)
     return out
