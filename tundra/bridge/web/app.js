@@ -93,6 +93,8 @@ class TerminalView {
     ws.onopen = () => {
       this.attempt = 0;
       this.connects += 1;
+      // Without ?since the bridge waits briefly for an attach message: say "replay all" now.
+      if (this.nextOffset === null) this.control({ type: "attach", since: null });
       this.setStatus("active");
       this.control({ type: "resize", rows: this.term.rows, cols: this.term.cols });
     };
