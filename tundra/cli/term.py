@@ -136,7 +136,7 @@ def _human_list(data: dict[str, Any]) -> str:
     for t in ts:
         lines.append(
             f"{t['id'][:8]:<9} {(t['name'] or '-')[:12]:<12} {_status(t)[:18]:<18} {t['pid']:>7} "
-            f"{t['clients']:>2} {t['cols']}x{t['rows']:<3} {_age(t['created_at']):>4}  "
+            f"{t['clients']:>2} {str(t['cols']) + 'x' + str(t['rows']):>7} {_age(t['created_at']):>4}  "
             + " ".join(t["argv"])[:60]
         )
     return "\n".join(lines)
@@ -183,8 +183,9 @@ def cmd_send(args: argparse.Namespace) -> int:
 def cmd_output(args: argparse.Namespace) -> int:
     out = sys.stdout.buffer
     with BlockingClient() as c:
-        tid: str = c.call("term.get", {"id": args.id})["id"]
-        if args.follow and not args.json:
+        info: dict[str, Any] = c.call("term.get", {"id": args.id})
+        tid: str = info["id"]
+        if args.follow and not args.json and info["status"] != "dead":
             return _follow(c, tid, args.since)
         since = args.since
         chunks: list[bytes] = []
