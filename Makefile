@@ -23,10 +23,15 @@ $(VENV)/.installed-test: $(VENV)/.installed
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
-# The web page's third-party assets (xterm.js) come from the npm registry; with npm
-# absent, tools/fetch_web_assets.py fetches the locked tarballs and checks their hashes.
+# The web page's third-party assets (xterm.js) come from the npm registry: with npm,
+# `npm ci && npm run build`; without it (a fresh machine), tools/fetch_web_assets.py fetches
+# the same locked tarballs and checks their sha512 integrity. Both skip work when up to date.
 web: $(BIN)/python
-	$(BIN)/python tools/fetch_web_assets.py
+	@if command -v npm >/dev/null 2>&1; then \
+		$(BIN)/python tools/fetch_web_assets.py --check || { npm ci --no-audit --no-fund && npm run build && $(BIN)/python tools/fetch_web_assets.py --stamp; }; \
+	else \
+		$(BIN)/python tools/fetch_web_assets.py; \
+	fi
 
 run: install web
 	$(BIN)/tundra up

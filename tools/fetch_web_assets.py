@@ -24,14 +24,20 @@ ROOT = Path(__file__).resolve().parent.parent
 STATIC = ROOT / "tundra" / "bridge" / "web" / "static"
 
 
-def main() -> int:
+def main(argv: list[str]) -> int:
     pkg = json.loads((ROOT / "package.json").read_text())
     lock_text = (ROOT / "package-lock.json").read_text()
     lock = json.loads(lock_text)
     assets: dict[str, str] = pkg["tundraAssets"]
     stamp = STATIC / ".lock-sha256"
     digest = hashlib.sha256(lock_text.encode() + json.dumps(assets, sort_keys=True).encode()).hexdigest()
-    if stamp.exists() and stamp.read_text() == digest and all((STATIC / d).exists() for d in assets.values()):
+    current = stamp.exists() and stamp.read_text() == digest and all((STATIC / d).exists() for d in assets.values())
+    if "--check" in argv:  # exit 0 when up to date (used before `npm ci`)
+        return 0 if current else 1
+    if "--stamp" in argv:  # record that `npm run build` produced this lock's assets
+        stamp.write_text(digest)
+        return 0
+    if current:
         print("web assets are up to date")
         return 0
     registry = os.environ.get("npm_config_registry", "https://registry.npmjs.org/").rstrip("/")
@@ -65,4 +71,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(sys.argv[1:]))
