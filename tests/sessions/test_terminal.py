@@ -277,3 +277,25 @@ async def test_reload_applies_timeouts_to_running_terminals(
     assert svc.pool.max_ptys == 20
     await t.wait_exit()
     assert t.kill_reason == "max lifetime reached"
+
+
+async def test_adopted_orphan_outside_any_session_is_reaped(
+    svc: TerminalService, mock_clock: trio.testing.MockClock
+) -> None:
+    import time
+
+    t = await svc.create(["sh"])
+    # The subshell exits at once; its `setsid` child leaves the session, is re-parented to
+    # the daemon (subreaper) and exits on its own a moment later: an unknown zombie.
+    await t.write(b"(setsid sleep 0.2 &); echo spawned-$((1+1))\n")
+    await until_output(t, b"spawned-2")
+    deadline = time.monotonic() + 10
+    while not zombies_of(me()) and time.monotonic() < deadline:
+        await trio.to_thread.run_sync(time.sleep, 0.02)
+    assert zombies_of(me())
+    for _ in range(3):  # seen in one sweep, reaped in the next
+        mock_clock.jump(2.1)
+        await settle()
+        await trio.to_thread.run_sync(time.sleep, 0.05)
+        await settle()
+    assert zombies_of(me()) == []

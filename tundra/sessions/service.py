@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import builtins
 import logging
+import os
 from typing import TYPE_CHECKING, Any, Final, final
 
 import msgspec
@@ -329,23 +330,42 @@ class TerminalService:
                 log.error("could not record terminal process groups: %s", e)
             self._record_written = version
 
-    async def _reap_zombies(self) -> None:
+    async def _reap_zombies(self, stale: set[int] | None = None) -> set[int]:
+        """Reap zombie children from terminal sessions (and those in ``stale``).
+
+        Returns the zombie children left (candidates for the next sweep's ``stale``).
+        """
         if not self._subreaper:
-            return
+            return set()
         sids = set(self._known_sids)
         exclude = {t.proc.pid for t in self._terminals.values() if not t.proc.exited}
-        reaped = await trio.to_thread.run_sync(
-            lambda: proctable.reap_adopted_zombies(
-                sids=sids, pgids=sids, pids=set(), exclude=exclude
+        old = stale or set()
+
+        def sweep() -> tuple[list[int], set[int]]:
+            reaped = proctable.reap_adopted_zombies(
+                sids=sids, pgids=sids, pids=old, exclude=exclude
             )
-        )
+            me = os.getpid()
+            left = {
+                st.pid
+                for st in proctable.iter_stats()
+                if st.ppid == me and st.state == "Z" and st.pid not in exclude
+            }
+            return reaped, left
+
+        reaped, left = await trio.to_thread.run_sync(sweep)
         if reaped:
-            log.debug("reaped %d orphaned terminal process(es)", len(reaped))
+            log.debug("reaped %d orphaned process(es)", len(reaped))
+        return left
 
     async def _zombie_sweeper(self) -> None:
+        # Being the subreaper, the daemon adopts every orphan below it, including ones that
+        # did not come from a terminal. A zombie child still there one sweep later has no
+        # owner waiting for it (an owner reaps at once on exit): reap it too.
+        stale: set[int] = set()
         while True:
             await trio.sleep(_ZOMBIE_SWEEP_SECS)
-            await self._reap_zombies()
+            stale = await self._reap_zombies(stale)
 
     # -- IPC handlers ----------------------------------------------------------------
     async def _h_new(self, ctx: CallContext, p: NewParams) -> TerminalInfo:
