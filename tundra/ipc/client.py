@@ -278,11 +278,22 @@ class Client:
 
     @asynccontextmanager
     async def stream(
-        self, method: str, params: Any = None, *, item_type: Any = Any, result_type: Any = Any
+        self,
+        method: str,
+        params: Any = None,
+        *,
+        item_type: Any = Any,
+        result_type: Any = Any,
+        buffer: int = _STREAM_BUFFER,
     ) -> AsyncIterator[ClientStream]:
-        """Start a stream method; leaving the block early cancels it on the daemon."""
+        """Start a stream method; leaving the block early cancels it on the daemon.
+
+        At most ``buffer`` items wait for the consumer; beyond that the connection's reader
+        waits too (backpressure reaches the daemon, which drops a subscriber that lags).
+        A consumer that may stall should use its own connection or a small ``buffer``.
+        """
         rid = next(self._ids)
-        pending = _Pending(_STREAM_BUFFER)
+        pending = _Pending(buffer)
         self._pending[rid] = pending
         s = ClientStream(self, rid, pending, item_type, result_type)
         try:
