@@ -247,9 +247,3 @@ def become_subreaper(on: bool = True) -> bool:
         log.warning("could not become child subreaper; orphaned grandchildren go to init")
     return ok
 
-
-def kill_signal_name(sig: int) -> str:
-    try:
-        return signal.Signals(sig).name
-    except ValueError:
-        return str(sig)
