@@ -12,7 +12,6 @@ import ctypes
 import ctypes.util
 import logging
 import os
-import signal
 import sys
 import time
 from collections.abc import Iterable
