@@ -24,7 +24,8 @@ import subprocess
 import sys
 import termios
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Final, final
 
 import trio
@@ -153,6 +154,33 @@ def _child_setup() -> None:  # pragma: no cover - runs in the forked child
             pass
 
 
+def _open_exit_watch(pid: int) -> tuple[int, Callable[[], None]] | None:
+    """``(fd, close)`` where ``fd`` turns readable when ``pid`` exits; None = poll instead."""
+    if hasattr(os, "pidfd_open"):
+        try:
+            fd = os.pidfd_open(pid)
+        except OSError:
+            return None
+        return fd, partial(os.close, fd)
+    if sys.platform == "darwin" or sys.platform.startswith("freebsd"):
+        import select
+
+        kq = select.kqueue()
+        ev = select.kevent(
+            pid,
+            filter=select.KQ_FILTER_PROC,
+            flags=select.KQ_EV_ADD | select.KQ_EV_ONESHOT,
+            fflags=select.KQ_NOTE_EXIT,
+        )
+        try:
+            kq.control([ev], 0)
+        except OSError:  # already gone: the poll fallback collects it
+            kq.close()
+            return None
+        return kq.fileno(), kq.close
+    return None
+
+
 def _set_winsize(fd: int, rows: int, cols: int) -> None:
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
@@ -259,12 +287,11 @@ class PtyProcess:
         self._fd: int | None = master_fd
         # Read in the spawn thread (a /proc read): guards pid-reuse when killing leftovers.
         self.starttime = starttime
-        self._pidfd: int | None = None
-        if hasattr(os, "pidfd_open"):
-            try:
-                self._pidfd = os.pidfd_open(popen.pid)
-            except OSError:
-                self._pidfd = None
+        # An fd that becomes readable when the child exits: a pidfd on Linux, a private
+        # kqueue watching NOTE_EXIT on macOS/BSD (trio waits on either like on a socket).
+        watch = _open_exit_watch(popen.pid)
+        self._pidfd: int | None = watch[0] if watch else None
+        self._close_watch: Callable[[], None] | None = watch[1] if watch else None
         self._watching = False
         self._exit_changed = trio.Event()
         self._write_lock = trio.Lock()
@@ -359,9 +386,11 @@ class PtyProcess:
                 return False
             self.returncode = rc
             self.exited_at = time.time()
-            if self._pidfd is not None:
-                os.close(self._pidfd)
-                self._pidfd = None
+            if self._close_watch is not None and self._pidfd is not None:
+                # Another task may be parked on it: wake it before the fd goes away.
+                trio.lowlevel.notify_closing(self._pidfd)
+                self._close_watch()
+                self._pidfd = self._close_watch = None
         return True
 
     async def wait_exit(self) -> tuple[int | None, int | None]:
@@ -373,7 +402,10 @@ class PtyProcess:
             self._watching = True
             try:
                 if self._pidfd is not None:
-                    await trio.lowlevel.wait_readable(self._pidfd)
+                    try:
+                        await trio.lowlevel.wait_readable(self._pidfd)
+                    except trio.ClosedResourceError:
+                        pass  # collected by another task meanwhile
                 else:  # no pidfd (old kernel / macOS): poll without blocking the loop
                     await trio.sleep(0.05)
             finally:

@@ -245,4 +245,3 @@ def become_subreaper(on: bool = True) -> bool:
     if not ok:
         log.warning("could not become child subreaper; orphaned grandchildren go to init")
     return ok
-
