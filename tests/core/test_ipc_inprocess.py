@@ -136,3 +136,19 @@ async def test_server_survives_client_vanishing_mid_stream() -> None:
         raw.close()
         async with open_client(path) as c2:
             assert (await c2.call("echo", {"text": "still here"}))["text"] == "still here"
+
+
+def test_an_existing_shared_directory_is_never_chmodded() -> None:
+    base = short_tempdir()
+    shared = base / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)  # like /tmp
+    sock = bind_unix_socket(shared / "d.sock")
+    try:
+        assert shared.stat().st_mode & 0o7777 == 0o1777
+        assert (shared / "d.sock").stat().st_mode & 0o777 == 0o600
+    finally:
+        sock.close()
+    fresh = base / "new" / "dir"
+    bind_unix_socket(fresh / "d.sock").close()
+    assert fresh.stat().st_mode & 0o777 == 0o700

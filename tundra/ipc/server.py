@@ -69,11 +69,15 @@ def prepare_socket_path(path: Path) -> None:
     from tundra.config.errors import ConfigError
 
     parent = path.parent
-    parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    st = parent.stat()
-    if st.st_uid == os.getuid() and stat.S_IMODE(st.st_mode) & 0o077:
-        # Our own directory that others can enter: tighten it.
-        os.chmod(parent, 0o700)
+    if not parent.exists():
+        # A directory we create is ours alone. An existing one (say /tmp, when TUNDRA_SOCKET
+        # points there) is never changed: the socket itself is 0600 and peers are uid-checked.
+        parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    else:
+        st = parent.stat()
+        if stat.S_IMODE(st.st_mode) & 0o022 and not st.st_mode & stat.S_ISVTX:
+            log.warning("socket directory %s is writable by others (mode %o); prefer a private directory",
+                        parent, stat.S_IMODE(st.st_mode))
     try:
         mode = path.lstat().st_mode
     except FileNotFoundError:
