@@ -21,8 +21,10 @@ from typing import Any
 import trio
 
 from tundra.errors import UsageError
-from tundra.ipc.client import open_client
+from tundra.ipc.client import Client, open_client
+from tundra.ipc.errors import Lagged
 from tundra.paths import TundraPaths
+from tundra.sessions.errors import TerminalDead
 
 __all__ = ["register", "parse_detach_keys", "DetachDetector"]
 
@@ -127,6 +129,25 @@ def _detach_spec(args: argparse.Namespace) -> str:
         return _DEFAULT_DETACH
 
 
+async def _show(
+    c: Client, tid: str, since: int | None, stdout_fd: int, state: dict[str, Any]
+) -> None:
+    """Attach and copy output to our tty until the terminal exits."""
+    async with c.stream("term.attach", {"id": tid, "since": since}) as s:
+        async for item in s:
+            kind = item.get("type")
+            if kind == "output":
+                # A blocking write to our own tty is fine in this one-user CLI.
+                os.write(stdout_fd, item["data"])
+                state["offset"] = item["offset"] + len(item["data"])
+            elif kind == "gap":
+                state["offset"] = item["offset"]
+            elif kind == "exit":
+                state["exit"] = item
+                state["offset"] = item.get("offset", state["offset"])
+                return
+
+
 def cmd_attach(args: argparse.Namespace) -> int:
     seq = parse_detach_keys(_detach_spec(args))
     return trio.run(_attach, args, seq)
@@ -161,45 +182,43 @@ async def _attach(args: argparse.Namespace, seq: bytes) -> int:
             if interactive:
                 tty.setraw(stdin_fd)
                 await sync_size()
-            async with c.stream("term.attach", {"id": tid, "since": since}) as s:
-                async with trio.open_nursery() as nursery:
+            async with trio.open_nursery() as nursery:
 
-                    async def keys() -> None:
-                        det = DetachDetector(seq)
-                        while True:
-                            await trio.lowlevel.wait_readable(stdin_fd)
-                            data = os.read(stdin_fd, 4096)
-                            if not data:
-                                return  # stdin closed: keep showing output
-                            send, detach = det.feed(data)
-                            if send:
-                                await c.call("term.input", {"id": tid, "data": send})
-                            if detach:
-                                state["detached"] = True
-                                nursery.cancel_scope.cancel()
-                                return
+                async def keys() -> None:
+                    det = DetachDetector(seq)
+                    while True:
+                        await trio.lowlevel.wait_readable(stdin_fd)
+                        data = os.read(stdin_fd, 4096)
+                        if not data:
+                            return  # stdin closed: keep showing output
+                        send, detach = det.feed(data)
+                        if send:
+                            await c.call("term.input", {"id": tid, "data": send})
+                        if detach:
+                            state["detached"] = True
+                            nursery.cancel_scope.cancel()
+                            return
 
-                    async def winch() -> None:
-                        with trio.open_signal_receiver(signal.SIGWINCH) as sigs:
-                            async for _ in sigs:
-                                await sync_size()
+                async def winch() -> None:
+                    with trio.open_signal_receiver(signal.SIGWINCH) as sigs:
+                        async for _ in sigs:
+                            await sync_size()
 
-                    nursery.start_soon(keys)
-                    if interactive:
-                        nursery.start_soon(winch)
-                    async for item in s:
-                        kind = item.get("type")
-                        if kind == "output":
-                            # A blocking write to our own tty is fine in this one-user CLI.
-                            os.write(stdout_fd, item["data"])
-                            state["offset"] = item["offset"] + len(item["data"])
-                        elif kind == "gap":
-                            state["offset"] = item["offset"]
-                        elif kind == "exit":
-                            state["exit"] = item
-                            state["offset"] = item.get("offset", state["offset"])
-                            break
-                    nursery.cancel_scope.cancel()
+                nursery.start_soon(keys)
+                if interactive:
+                    nursery.start_soon(winch)
+                start = since
+                while True:
+                    try:
+                        await _show(c, tid, start, stdout_fd, state)
+                        break
+                    except Lagged:
+                        # Our tty could not keep up: resume right after the last byte shown.
+                        start = state["offset"]
+                    except TerminalDead as e:
+                        state["exit"] = dict(e.details)
+                        break
+                nursery.cancel_scope.cancel()
         finally:
             if saved_attrs is not None:
                 termios.tcsetattr(stdin_fd, termios.TCSADRAIN, saved_attrs)

@@ -11,6 +11,7 @@ from typing import Any
 from tundra.cli.output import emit
 from tundra.errors import UsageError
 from tundra.ipc.client import BlockingClient
+from tundra.ipc.errors import Lagged
 
 __all__ = ["register", "parse_size"]
 
@@ -213,22 +214,33 @@ def cmd_output(args: argparse.Namespace) -> int:
 def _follow(c: BlockingClient, tid: str, since: int | None) -> int:
     out = sys.stdout.buffer
     try:
-        with c.stream("term.attach", {"id": tid, "since": since}) as items:
-            for item in items:
-                kind = item.get("type")
-                if kind == "output":
-                    out.write(item["data"])
-                    out.flush()
-                elif kind == "gap":
-                    sys.stderr.write(f"\n[{item['lost_bytes']} bytes lost]\n")
-                elif kind == "exit":
-                    sig = item.get("exit_signal")
-                    code = f"signal {sig}" if sig else str(item.get("exit_code"))
-                    sys.stderr.write(f"\n[exited: {code}]\n")
-                    break
+        while True:
+            try:
+                since = _follow_once(c, tid, since, out)
+                return 0
+            except Lagged as e:
+                # We printed too slowly and were dropped: resume after the last byte shown.
+                since = int(e.details.get("offset", since or 0))
     except KeyboardInterrupt:
         return 130
-    return 0
+
+
+def _follow_once(c: BlockingClient, tid: str, since: int | None, out: Any) -> int | None:
+    with c.stream("term.attach", {"id": tid, "since": since}) as items:
+        for item in items:
+            kind = item.get("type")
+            if kind == "output":
+                out.write(item["data"])
+                out.flush()
+                since = item["offset"] + len(item["data"])
+            elif kind == "gap":
+                sys.stderr.write(f"\n[{item['lost_bytes']} bytes lost]\n")
+            elif kind == "exit":
+                sig = item.get("exit_signal")
+                code = f"signal {sig}" if sig else str(item.get("exit_code"))
+                sys.stderr.write(f"\n[exited: {code}]\n")
+                break
+    return since
 
 
 def cmd_resize(args: argparse.Namespace) -> int:
