@@ -11,7 +11,7 @@ from typing import final
 import trio
 
 from tundra.sessions.errors import PtyAtCapacity, PtyHandleNotFound, PtySpawnFailed
-from tundra.sessions.process import PtyProcess, spawn_pty
+from tundra.sessions.process import ProcTableReader, PtyProcess, spawn_pty
 
 __all__ = ["PtyPool"]
 
@@ -44,6 +44,7 @@ class PtyPool:
         self._reserved = 0
         self._slot_freed = trio.Event()
         self._limiter = trio.CapacityLimiter(spawn_threads)
+        self._table_reader = ProcTableReader()
         self._high_usage = False
         self.spawned = 0
         self.released = 0
@@ -119,6 +120,7 @@ class PtyPool:
                 log.warning("%s", e, extra={"fields": {"argv": list(argv), "cwd": cwd, "id": hid}})
             raise
         self._reserved -= 1
+        proc.table_reader = self._table_reader
         self._handles[hid] = proc
         self.spawned += 1
         log.debug(

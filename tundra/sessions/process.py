@@ -33,7 +33,14 @@ import trio
 from tundra.sessions import proctable
 from tundra.sessions.errors import PtySpawnFailed, SpawnReason
 
-__all__ = ["PtyProcess", "spawn_pty", "clean_environment", "default_shell_argv", "READ_SIZE"]
+__all__ = [
+    "PtyProcess",
+    "ProcTableReader",
+    "spawn_pty",
+    "clean_environment",
+    "default_shell_argv",
+    "READ_SIZE",
+]
 
 log = logging.getLogger("tundra.sessions.pty")
 
@@ -260,6 +267,33 @@ def spawn_pty(
 
 
 @final
+class ProcTableReader:
+    """Coalesces concurrent /proc walks: when hundreds of terminals are torn down at once
+    (shutdown), each needs a fresh process table, and one walk can serve them all.
+
+    :meth:`fresh` returns a table whose walk started after the call -- never an older one, so
+    a process forked before the call is always in it.
+    """
+
+    def __init__(self) -> None:
+        self._lock = trio.Lock()
+        self._started = 0
+        self._done = 0
+        self._table: dict[int, proctable.ProcStat] = {}
+
+    async def fresh(self) -> dict[int, proctable.ProcStat]:
+        want = self._started + 1
+        async with self._lock:
+            if self._done >= want:
+                return self._table
+            self._started += 1
+            gen = self._started
+            table = await trio.to_thread.run_sync(proctable.snapshot)
+            self._table, self._done = table, gen
+            return table
+
+
+@final
 class PtyProcess:
     """A spawned PTY child. Not thread-safe: use it from the trio loop only."""
 
@@ -295,6 +329,8 @@ class PtyProcess:
         self._watching = False
         self._exit_changed = trio.Event()
         self._write_lock = trio.Lock()
+        self.table_reader: ProcTableReader | None = None
+        """Shared /proc walker (set by the pool) so concurrent teardowns share walks."""
         self.returncode: int | None = None
         self.exited_at: float | None = None
 
@@ -429,13 +465,17 @@ class PtyProcess:
     async def _members(self) -> list[proctable.ProcStat]:
         if not proctable.HAVE_PROC:
             return []
+        reader = self.table_reader
+        table = await reader.fresh() if reader is not None else None
         return await trio.to_thread.run_sync(
-            lambda: proctable.find_members(
+            partial(
+                proctable.find_members,
                 sids=(self.sid,),
                 pgids=(self.pgid,),
                 roots=(self.pid,),
                 terminal_ids=(self.terminal_id,),
                 not_before=self.starttime,
+                table=table,
             )
         )
 
@@ -480,9 +520,12 @@ class PtyProcess:
             await self.wait_exit()
         # Signals are asynchronous: wait (bounded) until every process seen is gone or a
         # zombie, then reap those re-parented to us (the daemon is their subreaper).
-        await trio.to_thread.run_sync(
-            proctable.reap_when_gone, sorted(seen), 2.0, (self.sid,), self.pid
-        )
+        await trio.to_thread.run_sync(proctable.reap_when_gone, sorted(seen), 2.0, (), self.pid)
+        # Session members that were zombies already when we started (a job its shell had
+        # not reaped yet) are ours now too; a shared, fresh walk finds them.
+        if proctable.HAVE_PROC and self.table_reader is not None:
+            table = await self.table_reader.fresh()
+            proctable.reap_session_zombies(table, self.sid, exclude=self.pid)
         return leftovers
 
     def __repr__(self) -> str:

@@ -23,10 +23,12 @@ __all__ = [
     "read_stat",
     "iter_stats",
     "find_members",
+    "snapshot",
     "signal_pids",
     "reap_adopted_zombies",
     "become_subreaper",
     "reap_when_gone",
+    "reap_session_zombies",
     "signal_group",
     "MARKER_VAR",
     "HAVE_PROC",
@@ -111,6 +113,13 @@ def _prune_marker_cache(live: set[int]) -> None:
             _marker_cache.pop(key, None)
 
 
+def snapshot() -> dict[int, ProcStat]:
+    """The whole process table, pid -> stat."""
+    table = {st.pid: st for st in iter_stats()}
+    _prune_marker_cache(set(table))
+    return table
+
+
 def find_members(
     *,
     sids: Iterable[int] = (),
@@ -118,19 +127,21 @@ def find_members(
     roots: Iterable[int] = (),
     terminal_ids: Iterable[str] = (),
     not_before: int = 0,
+    table: dict[int, ProcStat] | None = None,
 ) -> list[ProcStat]:
     """Live (non-zombie) processes that belong to the given terminals.
 
     A process belongs when its session or process group is one of ``sids``/``pgids`` (and
     it started at or after ``not_before``, guarding against pid reuse), when it descends
     from one of ``roots``, or when its environment carries one of ``terminal_ids`` as
-    ``TUNDRA_TERMINAL_ID``. The daemon itself is never included.
+    ``TUNDRA_TERMINAL_ID``. The daemon itself is never included. ``table`` is a
+    :func:`snapshot` to use instead of walking /proc again.
     """
     sid_set, pgid_set, root_set = set(sids), set(pgids), set(roots)
     markers = set(terminal_ids)
     me = os.getpid()
-    table = {st.pid: st for st in iter_stats()}
-    _prune_marker_cache(set(table))
+    if table is None:
+        table = snapshot()
     out: list[ProcStat] = []
     for st in table.values():
         if st.pid == me or st.state in ("Z", "X"):
@@ -220,7 +231,9 @@ def reap_when_gone(
     me = os.getpid()
     reaped: list[int] = []
     wanted, sid_set = set(pids), set(sids)
-    for st in iter_stats():
+    # Walking the whole table is only needed to match by session.
+    stats = iter_stats() if sid_set else filter(None, (read_stat(p) for p in wanted))
+    for st in stats:
         if st.pid == exclude:
             continue  # owned by a Popen: reaping it here would steal its exit status
         if st.state == "Z" and st.ppid == me and (st.pid in wanted or st.sid in sid_set):
@@ -228,6 +241,20 @@ def reap_when_gone(
             try:
                 if os.waitpid(pid, os.WNOHANG)[0]:
                     reaped.append(pid)
+            except ChildProcessError:
+                pass
+    return reaped
+
+
+def reap_session_zombies(table: dict[int, ProcStat], sid: int, exclude: int = 0) -> list[int]:
+    """Reap our zombie children that belong to session ``sid`` (non-blocking ``WNOHANG``)."""
+    me = os.getpid()
+    reaped: list[int] = []
+    for st in table.values():
+        if st.state == "Z" and st.ppid == me and st.sid == sid and st.pid != exclude:
+            try:
+                if os.waitpid(st.pid, os.WNOHANG)[0]:
+                    reaped.append(st.pid)
             except ChildProcessError:
                 pass
     return reaped

@@ -256,8 +256,8 @@ class TerminalService:
         await term.run(on_dead=self._on_dead, task_status=task_status)
 
     async def _on_dead(self, term: Terminal) -> None:
+        # (Teardown already reaped the session's zombies; the sweeper handles stragglers.)
         self.pool.release(term.id)
-        await self._reap_zombies()
         if self.orphans_file is not None:
             with trio.move_on_after(5):
                 await self._write_record()
