@@ -20,9 +20,6 @@ def make_config(**kw: Any) -> Config:
     return Config(daemon=DaemonConfig(**daemon), terminals=TerminalsConfig(**kw))
 
 
-ServiceFactory = Callable[..., "trio.lowlevel.Task | Any"]
-
-
 @pytest.fixture
 async def start_service(nursery: trio.Nursery, tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
     """``await start_service(max_ptys=3, reconnect_grace_secs=1)`` -> a running service."""
