@@ -175,6 +175,7 @@ async def test_ephemeral_terminal_dies_after_reconnect_grace(
     mock_clock.jump(1)
     await t.wait_exit()
     assert t.status == "dead" and t.kill_reason == "reconnect grace expired"
+    assert t.info().exit_reason == "reconnect grace expired"  # the bridge's 410 text uses it
     with pytest.raises(TerminalDead):
         await t.write(b"x")
 
@@ -216,6 +217,7 @@ async def test_exit_is_reported_and_dead_terminal_keeps_scrollback(svc: Terminal
     statuses = [i.status for i in items if isinstance(i, StatusItem)]
     assert statuses in ([], ["dead"])
     assert t.info().status == "dead" and t.info().exit_code == 3
+    assert t.info().exit_reason == "exited"
     assert b"bye" in text(t)
     assert svc.pool.active_count == 0
 

@@ -53,6 +53,9 @@ class TerminalInfo(msgspec.Struct, frozen=True, kw_only=True):
     """Absolute end offset: total bytes the terminal has produced."""
     start_offset: int
     """Absolute offset of the oldest byte still in the scrollback."""
+    exit_reason: str | None = None
+    """Why a dead terminal died: ``exited``, ``killed``, ``reconnect grace expired``,
+    ``idle timeout``, ``max lifetime reached``, ``shutdown`` (None while alive)."""
 
 
 class _Params(msgspec.Struct, forbid_unknown_fields=False, kw_only=True):

@@ -242,6 +242,7 @@ class Terminal:
             clients=self._clients,
             offset=self.scrollback.end,
             start_offset=self.scrollback.start,
+            exit_reason=(self.kill_reason or "exited") if self._status == "dead" else None,
         )
 
     def _emit(self, topic: str) -> None:
