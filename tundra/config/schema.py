@@ -85,6 +85,7 @@ class TerminalsConfig(_Section):
     """Terminal sessions: scrollback, reconnect grace, reapers."""
 
     scrollback_bytes: int = 1024 * 1024
+    """Output kept per terminal for replay; every byte has an absolute offset (attach `since`)."""
     reconnect_grace_secs: float = 10.0
     """The seed's WS_RECONNECT_GRACE: ephemeral terminals die this long after the last client."""
     idle_timeout_secs: float = 0.0
@@ -92,7 +93,9 @@ class TerminalsConfig(_Section):
     max_lifetime_secs: float = 0.0
     """Kill a terminal this long after it started (0 = never)."""
     default_rows: int = 24
+    """Size of a new terminal when the client gives none."""
     default_cols: int = 80
+    """Size of a new terminal when the client gives none."""
     subscriber_queue_bytes: int = 4 * 1024 * 1024
     """An attached client further behind than this is dropped with `lagged` (it can resume)."""
     detach_keys: str = "ctrl-\\,d"
@@ -112,14 +115,21 @@ class DoltConfig(_Section):
     """Dolt (or MySQL/MariaDB) server used as the store."""
 
     dir: str = "~/.auto-tundra/data/dolt"
+    """Dolt database directory (`dolt init` runs here when [dolt] manage = true)."""
     host: str = "127.0.0.1"
+    """Server address."""
     port: int = 3306
+    """Server port; with manage = true the daemon checks it is free first."""
     user: str = "root"
+    """SQL user."""
     database: str = "auto_tundra"
+    """Database name (created when missing)."""
     auto_commit: bool = False
+    """Make a Dolt commit after each write batch."""
     manage: bool = False
     """Run `dolt sql-server` as a child of the daemon."""
     password_env: str = ""
+    """Environment variable holding the password (never put it in the file)."""
     start_timeout_secs: float = 30.0
     """How long a managed `dolt sql-server` may take to accept connections."""
     restart_backoff_max_secs: float = 30.0
@@ -140,18 +150,27 @@ class StoreConfig(_Section):
     url: str = ""
     """mysql://user@host:port/db (password from password_env or password_file, never the URL)."""
     password_env: str = ""
+    """Environment variable holding the MySQL password."""
     password_file: str = ""
+    """A 0600 file holding the MySQL password."""
     sqlite_path: str = ""
     """Empty = $TUNDRA_HOME/data/tundra.sqlite3."""
     auto_migrate: bool = True
+    """Apply pending migrations when the daemon starts."""
     connect_timeout_secs: float = 5.0
+    """pymysql connect timeout."""
     read_timeout_secs: float = 30.0
+    """pymysql read timeout (never unbounded)."""
     write_timeout_secs: float = 30.0
+    """pymysql write timeout (never unbounded)."""
     pool_size: int = 4
+    """MySQL connections kept open."""
     write_retry_secs: float = 10.0
     """A call made while the database is down waits this long for the reconnect, then fails."""
     backoff_base_secs: float = 0.5
+    """First retry delay when the database is unreachable (doubles each time)."""
     backoff_max_secs: float = 30.0
+    """Longest retry delay."""
     busy_timeout_secs: float = 5.0
     """SQLite: how long a writer waits for a lock held by another process."""
     health_check_secs: float = 5.0
@@ -177,9 +196,11 @@ class BridgeConfig(_Section):
     port: int = 3000
     """TCP port (0 = any free port; the bridge writes the real one to run/bridge.json)."""
     allow_remote: bool = False
+    """Required to bind a non-loopback address (a warning is logged)."""
     tls_cert: str = ""
     """PEM certificate chain; with tls_key the bridge serves HTTPS/WSS."""
     tls_key: str = ""
+    """PEM private key for tls_cert."""
     heartbeat_interval_secs: float = 30.0
     """The seed's WS_HEARTBEAT_INTERVAL: a WebSocket ping this often."""
     heartbeat_timeout_secs: float = 10.0
@@ -191,6 +212,7 @@ class BridgeConfig(_Section):
     allowed_hosts: list[str] = msgspec.field(default_factory=list)
     """Extra Host names accepted ("name" = any port, "name:port"); DNS-rebinding defence."""
     max_body_bytes: int = 2 * 1024 * 1024
+    """Request bodies above this get 413."""
     send_queue_bytes: int = 4 * 1024 * 1024
     """Output queued per terminal WebSocket before a slow client is closed (it can resume)."""
 
@@ -207,17 +229,25 @@ class AgentsConfig(_Section):
     """Agent runs: concurrency, stuck detection, retries."""
 
     max_concurrent: int = 8
+    """Tasks running at once (never beyond the PTY pool)."""
     stuck_after_secs: float = 300.0
+    """No output for this long (or 3 identical output windows) counts as stuck."""
     auto_restart: bool = True
+    """Retry failed tasks up to their max_attempts, with backoff."""
     heartbeat_interval_secs: float = 30.0
+    """How often running agents are checked."""
     per_repo_limit: int = 0
     """At most this many running tasks per repository (0 = no limit)."""
     default_preset: str = "claude"
+    """Agent preset for tasks that name none."""
     default_timeout_secs: float = 3600.0
+    """Task timeout when the task sets none."""
     default_max_attempts: int = 3
+    """Attempts per task when the task sets none."""
     retry_backoff_secs: float = 2.0
     """First automatic retry waits this long; doubles per attempt up to retry_backoff_max_secs."""
     retry_backoff_max_secs: float = 60.0
+    """Longest delay between retries."""
 
     def __post_init__(self) -> None:
         _require(1 <= self.max_concurrent <= 1000, "max_concurrent", f"must be 1-1000, got {self.max_concurrent}")
