@@ -295,3 +295,33 @@ async def test_client_rejects_a_daemon_of_another_protocol_version() -> None:
             async with open_client(path):
                 pass
     listener.close()
+
+
+async def test_second_sigterm_forces_exit_and_kills_children_without_grace() -> None:
+    # A shell that ignores SIGHUP and a 60 s kill grace: a graceful stop would wait 60 s.
+    cfg = "[daemon]\nkill_grace_secs = 60.0\nshutdown_timeout_secs = 120.0\n"
+    async with start_daemon(config=cfg) as d:
+        async with d.client() as c:
+            info = await c.call("term.new", {"argv": ["sh", "-c", "trap '' HUP; echo ready; exec sleep 1000"]})
+
+            async def printed_ready() -> bool:
+                out = await c.call("term.output", {"id": info["id"]})
+                return b"ready" in out["data"]
+
+            await wait_for(printed_ready, message="child ready")
+        child = info["pid"]
+        d.send_signal(signal.SIGTERM)
+        await wait_for(lambda: "shutting down (SIGTERM)" in d.log_text(), message="graceful stop begins")
+        d.send_signal(signal.SIGTERM)
+        with trio.fail_after(15):
+            await d.proc.wait()
+        assert "second SIGTERM: forcing exit" in d.log_text()
+
+        def gone() -> bool:
+            try:
+                os.kill(child, 0)
+            except ProcessLookupError:
+                return True
+            return False
+
+        await wait_for(gone, timeout=5, message="the terminal's child to be killed")

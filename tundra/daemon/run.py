@@ -146,8 +146,15 @@ class DaemonRuntime:
                     continue
                 name = signal.Signals(signum).name
                 if self.stop_requested.is_set():
-                    log.warning("second %s: forcing exit", name)
+                    log.warning("second %s: forcing exit (children are killed without grace)", name)
                     self.force = True
+                    for svc in self.daemon.services.values():
+                        force_stop = getattr(svc, "force_stop", None)
+                        if force_stop is not None:
+                            try:
+                                force_stop()
+                            except Exception:
+                                log.exception("service %s failed to force-stop", svc.name)
                     root_scope.cancel()
                     return
                 self.request_stop(name)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import builtins
 import logging
 import os
+import signal
 from typing import TYPE_CHECKING, Any, Final, final
 
 import msgspec
@@ -159,6 +160,21 @@ class TerminalService:
             **self.pool.stats(),
             "last_error": self.last_error,
         }
+
+    def force_stop(self) -> None:
+        """Second SIGTERM/SIGINT: SIGKILL every terminal's session now, skipping the grace.
+
+        The regular (shielded) teardown still runs afterwards and reaps what this killed.
+        """
+        for t in list(self._terminals.values()):
+            if t.proc.exited:
+                continue
+            members = proctable.find_members(
+                sids=(t.proc.sid,), pgids=(t.proc.pgid,), roots=(t.proc.pid,),
+                terminal_ids=(t.proc.terminal_id,), not_before=t.proc.starttime,
+            )
+            proctable.signal_group(t.proc.pgid, signal.SIGKILL)
+            proctable.signal_pids([m.pid for m in members], signal.SIGKILL)
 
     def reload(self, config: Config) -> None:
         new = _settings_from(config)
