@@ -110,9 +110,9 @@ def register_builtin_methods(daemon: Daemon) -> None:
         result: dict[str, Any] = await runtime.reload()
         return result
 
-    reg.unary("ping", NoParams, ping)
+    reg.unary("ping", NoParams, ping, inline=True)
     reg.unary("status", NoParams, status)
-    reg.unary("daemon.methods", NoParams, methods)
+    reg.unary("daemon.methods", NoParams, methods, inline=True)
     reg.stream("events.subscribe", SubscribeParams, subscribe)
     reg.unary("daemon.stop", NoParams, stop)
     reg.unary("daemon.reload", NoParams, reload)

@@ -63,8 +63,11 @@ def default_socket_path() -> Path:
     return socket_path(configured or None)
 
 
+_NO_PARAMS = msgspec.Raw(b"\x80")  # msgpack {}
+
+
 def _encode_params(params: Any) -> msgspec.Raw:
-    return msgspec.Raw(_encoder.encode({} if params is None else params))
+    return _NO_PARAMS if params is None else msgspec.Raw(_encoder.encode(params))
 
 
 def _connect_error(exc: OSError, path: Path) -> IpcError:

@@ -54,6 +54,9 @@ class MethodSpec(Generic[P]):
     handler: Callable[..., Awaitable[Any]]
     streaming: bool
     doc: str
+    inline: bool = False
+    """Runs on the connection's reader without a task of its own: only for handlers that
+    never wait (a handler that waits would hold up that connection's other requests)."""
 
 
 class MethodRegistry:
@@ -61,6 +64,7 @@ class MethodRegistry:
 
     def __init__(self) -> None:
         self._methods: dict[str, MethodSpec[Any]] = {}
+        self._decoders: dict[str, msgspec.msgpack.Decoder[Any]] = {}
 
     def unary(
         self,
@@ -68,8 +72,10 @@ class MethodRegistry:
         params_type: type[P],
         handler: Callable[[CallContext, P], Awaitable[Any]],
         doc: str = "",
+        *,
+        inline: bool = False,
     ) -> None:
-        self._add(MethodSpec(name, params_type, handler, False, doc or (handler.__doc__ or "")))
+        self._add(MethodSpec(name, params_type, handler, False, doc or (handler.__doc__ or ""), inline))
 
     def stream(
         self,
@@ -84,6 +90,11 @@ class MethodRegistry:
         if spec.name in self._methods:
             raise ValueError(f"IPC method registered twice: {spec.name}")
         self._methods[spec.name] = spec
+        self._decoders[spec.name] = msgspec.msgpack.Decoder(spec.params_type)
+
+    def decode_params(self, name: str, raw: bytes) -> Any:
+        """Params of ``name`` decoded with a decoder built once per method."""
+        return self._decoders[name].decode(raw)
 
     def get(self, name: str) -> MethodSpec[Any] | None:
         return self._methods.get(name)

@@ -276,7 +276,12 @@ class IpcServer:
                                 continue
                             scope = trio.CancelScope()
                             conn.inflight[msg.id] = scope
-                            nursery.start_soon(self._run_request, conn, msg, scope)
+                            spec = self.registry.get(msg.method)
+                            if spec is not None and spec.inline:
+                                # Declared instant (no I/O, no waiting): skip the task spawn.
+                                await self._run_request(conn, msg, scope)
+                            else:
+                                nursery.start_soon(self._run_request, conn, msg, scope)
                         elif isinstance(msg, Cancel):
                             running = conn.inflight.get(msg.id)
                             if running is not None:
@@ -313,7 +318,7 @@ class IpcServer:
                 if spec is None:
                     raise UnknownMethod(f"unknown method `{req.method}`")
                 try:
-                    params = msgspec.msgpack.decode(req.params, type=spec.params_type)
+                    params = self.registry.decode_params(req.method, req.params)
                 except (msgspec.ValidationError, msgspec.DecodeError) as exc:
                     raise InvalidRequest(f"invalid params for `{req.method}`: {exc}") from None
                 ctx = CallContext(
