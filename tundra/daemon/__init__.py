@@ -1,0 +1,1 @@
+"""The daemon process: lifecycle, services, built-in IPC methods, events, lock."""
