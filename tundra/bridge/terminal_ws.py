@@ -221,7 +221,9 @@ class TerminalSocket:
             # State the resume point first, so a client can trust it before any output.
             self.queue.put_control({"type": "offset", "offset": self.since})
             self.queued_offset = self.since
-        async with client.stream("term.attach", params) as stream:
+        # A small buffer: a stalled browser must cost the bridge little (backpressure reaches
+        # the daemon, which drops a lagging subscriber; the page resumes by offset).
+        async with client.stream("term.attach", params, buffer=32) as stream:
             async for item in stream:
                 kind = item.get("type") if isinstance(item, dict) else None
                 if kind == "output":
