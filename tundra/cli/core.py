@@ -106,7 +106,7 @@ def _human_status(st: dict[str, Any]) -> str:
         store_line += f" (last error: {store['last_error']})"
     lines.append(f"store       {store_line}")
     for name, info in (st.get("services") or {}).items():
-        summary = ", ".join(f"{k}={v}" for k, v in info.items() if not isinstance(v, (dict, list)))
+        summary = ", ".join(f"{k}={v}" for k, v in info.items() if v is not None and not isinstance(v, (dict, list)))
         lines.append(f"  {name:<10}{summary}")
     ipc = st.get("ipc") or {}
     if ipc:
