@@ -6,6 +6,7 @@ import msgspec
 import pytest
 import trio
 
+from tundra.sessions.api import TerminalInfo
 from tundra.store.api import AgentRunRecord, TaskRecord, TerminalRecord
 from tundra.store.errors import StoreConflict, StoreNotFound
 from tundra.store.store import Store
@@ -147,30 +148,9 @@ async def test_agent_runs_insert_update_list(store: Store) -> None:
         await store.agent_runs.insert(AgentRunRecord(id="r9", task_id="no-task"))
 
 
-class _FakeTerminalInfo(msgspec.Struct, kw_only=True):
-    """Shaped like tundra.sessions.api.TerminalInfo, with a field the store does not keep."""
-
-    id: str
-    name: str
-    argv: list[str]
-    cwd: str
-    pid: int
-    pgid: int
-    created_at: float
-    last_activity: float
-    rows: int
-    cols: int
-    persistent: bool
-    status: str
-    disconnected_since: float | None
-    exit_code: int | None
-    exit_signal: int | None
-    clients: int
-    offset: int
-
-
 async def test_terminals_upsert_from_struct_or_dict_and_mark_dead(store: Store) -> None:
-    info = _FakeTerminalInfo(
+    # The real contract type: the test breaks if the terminals and store shapes drift apart.
+    info = TerminalInfo(
         id="term-1",
         name="build",
         argv=["bash", "-lc", "make"],
@@ -188,6 +168,7 @@ async def test_terminals_upsert_from_struct_or_dict_and_mark_dead(store: Store) 
         exit_signal=None,
         clients=2,
         offset=99,
+        start_offset=0,
     )
     await store.terminals.upsert(info)
     await store.terminals.upsert(
